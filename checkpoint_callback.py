@@ -1,0 +1,346 @@
+"""Crash-consistent checkpoints after every epoch, and the Keras callback that writes them.
+
+Nothing here knows the model's architecture: a checkpoint is whatever ``model.save`` writes,
+plus the training state as JSON.
+
+The checkpoint set in the checkpoint folder:
+    model_checkpoint.keras           the model with its optimizer state, and inside the same zip
+                                     ``training_state.json``: the last completed epoch, every
+                                     metric of every epoch, the best validation value and its
+                                     epoch, the settings fingerprint. This one file is the truth:
+                                     weights and epoch cannot disagree, because they are one
+                                     atomically replaced file.
+    model_checkpoint.previous.keras  the set before it, kept until the new one is complete.
+    history.npz                      every metric, every epoch so far (plain arrays).
+    training_state.json              the state, for people and ``--status``.
+    last_epoch.txt                   the last completed epoch, counted from 1 (``cat`` it).
+The last three are views of the state inside the model file. They are rewritten after the
+model file on every save and repaired from it on resume if missing or different.
+
+Save sequence (after each epoch); a kill at any point leaves a loadable set:
+    1. write the model and state to a temporary file in the folder, fsync it
+    2. rename model_checkpoint.keras -> model_checkpoint.previous.keras
+    3. rename the temporary file -> model_checkpoint.keras, fsync the folder
+    4-6. write history.npz, training_state.json, last_epoch.txt (each atomically)
+On resume both model files are checked (zip CRCs, state readable); the newest good one wins, a
+damaged one is moved aside as ``*.damaged`` with a message saying so.
+
+Test hook: ``HYBRID_TRAINING_CRASH_AT=EPOCH:STEP`` makes the process SIGKILL itself during the
+save of that epoch, right after that step (0: after the best model was written; 1: halfway
+through writing the temporary model file; 2-6 as above).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import atomic_io
+from errors import TrainerError
+
+log = logging.getLogger(__name__)
+
+STATE_MEMBER = "training_state.json"
+CRASH_ENV = "HYBRID_TRAINING_CRASH_AT"
+
+
+class CheckpointError(TrainerError):
+    """The checkpoint cannot be used as it is; the message says why and what to do."""
+
+
+class CheckpointDamaged(Exception):
+    """One checkpoint file failed its checks (internal: the store falls back or reports)."""
+
+
+@dataclass
+class TrainingState:
+    """Everything besides weights and optimizer that an exact resume needs (JSON-able)."""
+
+    epoch: int = 0                                   # last completed epoch, from 1
+    history: dict = field(default_factory=dict)      # metric -> one float per epoch
+    monitor: str = "val_auc"
+    best_value: float | None = None
+    best_epoch: int = 0
+    fingerprint: dict = field(default_factory=dict)  # settings the checkpoint was made with
+    resumed_after: list = field(default_factory=list)  # epochs after which a new process took over
+
+    def record_epoch(self, epoch: int, logs: dict, seconds: float) -> bool:
+        """Append one epoch's metrics; returns True if the monitored value is a new best."""
+        if epoch != self.epoch + 1:
+            raise ValueError(f"epoch {epoch} recorded after epoch {self.epoch}")
+        self.epoch = epoch
+        values = {name: float(value) for name, value in logs.items()}
+        values["epoch_seconds"] = float(seconds)
+        for name in set(self.history) | set(values):
+            column = self.history.setdefault(name, [math.nan] * (epoch - 1))
+            column.append(values.get(name, math.nan))
+        current = values.get(self.monitor, math.nan)
+        if math.isfinite(current) and (self.best_value is None or current > self.best_value):
+            self.best_value, self.best_epoch = current, epoch
+            return True
+        return False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainingState":
+        """Parse and check a saved state; raises ValueError if anything is off."""
+        state = cls(**data)
+        if not isinstance(state.epoch, int) or state.epoch < 1:
+            raise ValueError(f"epoch {state.epoch!r} is not a positive integer")
+        for name, column in state.history.items():
+            if len(column) != state.epoch:
+                raise ValueError(f"history of {name} has {len(column)} values for {state.epoch} epochs")
+        if not 0 <= state.best_epoch <= state.epoch:
+            raise ValueError(f"best epoch {state.best_epoch} outside 0..{state.epoch}")
+        return state
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {name: np.asarray(values, dtype=np.float64) for name, values in self.history.items()}
+        arrays["epoch"] = np.arange(1, self.epoch + 1, dtype=np.int64)
+        arrays["resumed_after"] = np.asarray(self.resumed_after, dtype=np.int64)
+        return arrays
+
+
+def read_state_from_model_file(path: Path) -> TrainingState:
+    """The state embedded in a checkpoint model file, after checking every zip member's CRC.
+
+    Uses only ``zipfile``: no TensorFlow, so ``--status`` is instant.
+
+    Raises:
+        CheckpointDamaged: naming what is wrong.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise CheckpointDamaged(f"{bad} inside it fails its checksum")
+            names = set(archive.namelist())
+            for member in ("config.json", "model.weights.h5", STATE_MEMBER):
+                if member not in names:
+                    raise CheckpointDamaged(f"{member} is missing inside it")
+            data = json.loads(archive.read(STATE_MEMBER))
+        return TrainingState.from_json(data)
+    except CheckpointDamaged:
+        raise
+    except FileNotFoundError:
+        raise CheckpointDamaged("it is missing") from None
+    except (zipfile.BadZipFile, EOFError):
+        raise CheckpointDamaged("it is truncated or not a Keras checkpoint") from None
+    except OSError as error:
+        raise CheckpointDamaged(f"it cannot be read ({error.strerror})") from None
+    except (ValueError, TypeError, json.JSONDecodeError) as error:
+        raise CheckpointDamaged(f"its training state is invalid ({error})") from None
+
+
+def _crash_point(epoch: int) -> int | None:
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return None
+    crash_epoch, _, step = spec.partition(":")
+    return int(step) if int(crash_epoch) == epoch else None
+
+
+class CheckpointStore:
+    """The checkpoint files in one folder: save a set, find the newest good one, remove them."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.model_file = self.folder / "model_checkpoint.keras"
+        self.previous_file = self.folder / "model_checkpoint.previous.keras"
+        self.history_file = self.folder / "history.npz"
+        self.state_file = self.folder / "training_state.json"
+        self.last_epoch_file = self.folder / "last_epoch.txt"
+
+    def files(self) -> list[Path]:
+        return [self.model_file, self.previous_file, self.history_file, self.state_file, self.last_epoch_file]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save(self, model, state: TrainingState) -> None:
+        """Write the set for ``state.epoch`` (see the module docstring for the sequence).
+
+        Raises:
+            CheckpointError: if a write fails (no space, permission); the previous set is intact.
+        """
+        crash_at = _crash_point(state.epoch)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = atomic_io.temporary_path(self.model_file)
+        try:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(STATE_MEMBER, json.dumps(state.to_json()))
+            if crash_at == 1:
+                with open(tmp, "r+b") as handle:
+                    handle.truncate(tmp.stat().st_size // 2)
+                _crash(1)
+            atomic_io.fsync_file(tmp)
+            _maybe_crash(crash_at, 2)
+            if self.model_file.exists():
+                os.replace(self.model_file, self.previous_file)
+            _maybe_crash(crash_at, 3)
+            os.replace(tmp, self.model_file)
+            atomic_io.fsync_directory(self.folder)
+            _maybe_crash(crash_at, 4)
+            self.write_views(state, crash_at)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CheckpointError(
+                f"could not write the checkpoint of epoch {state.epoch} in {self.folder} "
+                f"({error.strerror or error}); free some space there (or fix its permissions) and rerun: "
+                f"the checkpoint of epoch {state.epoch - 1} is intact") from None
+
+    def write_views(self, state: TrainingState, crash_at: int | None = None) -> None:
+        """Rewrite history.npz, training_state.json and last_epoch.txt from ``state``."""
+        atomic_io.write_npz(self.history_file, **state.history_arrays())
+        _maybe_crash(crash_at, 5)
+        atomic_io.write_json(self.state_file, state.to_json())
+        _maybe_crash(crash_at, 6)
+        atomic_io.write_text(self.last_epoch_file, f"{state.epoch}\n")
+
+    def remove_all(self) -> list[Path]:
+        removed = []
+        for path in self.files():
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+        removed += atomic_io.remove_stale_temporaries(self.folder)
+        for damaged in self.folder.glob("*.damaged"):
+            damaged.unlink()
+            removed.append(damaged)
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def restore(self) -> tuple[Path, TrainingState] | None:
+        """The newest good checkpoint (model file, state), repairing the views; None if none exists.
+
+        Raises:
+            CheckpointError: when checkpoint files exist but none is usable, so progress is
+                never silently thrown away.
+        """
+        atomic_io.remove_stale_temporaries(self.folder)
+        candidates, problems = [], []
+        for path in (self.model_file, self.previous_file):
+            if not path.exists():
+                continue
+            try:
+                candidates.append((read_state_from_model_file(path), path))
+            except CheckpointDamaged as damage:
+                problems.append((path, str(damage)))
+        if not candidates:
+            if problems or self.last_epoch_file.exists() or self.history_file.exists():
+                details = "; ".join(f"{p.name}: {why}" for p, why in problems) or \
+                    f"{self.model_file.name} is missing"
+                raise CheckpointError(
+                    f"the checkpoint in {self.folder} cannot be used ({details}); restore the file, or "
+                    f"start over with --fresh (deletes the checkpoint set)")
+            return None
+        state, path = max(candidates, key=lambda c: c[0].epoch)
+        for damaged_path, why in problems:
+            log.warning("%s is damaged (%s) - using %s (epoch %d) instead; the damaged file is kept as %s",
+                        damaged_path, why, path.name, state.epoch, damaged_path.name + ".damaged")
+            os.replace(damaged_path, damaged_path.with_name(damaged_path.name + ".damaged"))
+        if path == self.previous_file:
+            # Make the good set the current one, so the next save's rename keeps it as previous.
+            os.replace(self.previous_file, self.model_file)
+            atomic_io.fsync_directory(self.folder)
+            path = self.model_file
+        self._repair_views(state)
+        return path, state
+
+    def _repair_views(self, state: TrainingState) -> None:
+        """Make last_epoch.txt, history.npz and training_state.json agree with ``state``."""
+        problems = []
+        try:
+            text = self.last_epoch_file.read_text().strip()
+        except FileNotFoundError:
+            text = None
+            problems.append(f"{self.last_epoch_file.name} is missing")
+        if text is not None:
+            if not text.isdigit():
+                problems.append(f"{self.last_epoch_file.name} is empty or unreadable ({text[:20]!r})")
+            elif int(text) != state.epoch:
+                log.warning("WARNING: %s says epoch %s, but the checkpoint holds epoch %d - resuming from the "
+                            "checkpoint's own epoch (the file was edited or is stale)",
+                            self.last_epoch_file, text, state.epoch)
+                problems.append("")
+        try:
+            with np.load(self.history_file, allow_pickle=False) as archive:
+                saved = {name: archive[name] for name in archive.files}
+            expected = state.history_arrays()
+            if saved.keys() != expected.keys() or any(
+                    not np.array_equal(saved[k], expected[k], equal_nan=True) for k in expected):
+                problems.append(f"{self.history_file.name} does not match the checkpoint")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            problems.append(f"{self.history_file.name} is missing or damaged")
+        try:
+            if json.loads(self.state_file.read_text()) != json.loads(json.dumps(state.to_json())):
+                problems.append(f"{self.state_file.name} does not match the checkpoint")
+        except (OSError, ValueError):
+            problems.append(f"{self.state_file.name} is missing or damaged")
+        if problems:
+            described = [p for p in problems if p]
+            if described:
+                log.info("%s - epoch %d recovered from the checkpoint itself; rewriting them",
+                         "; ".join(described), state.epoch)
+            self.write_views(state)
+
+
+def _crash(step: int) -> None:
+    log.info("(test hook %s: killing this process after save step %d)", CRASH_ENV, step)
+    logging.shutdown()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _maybe_crash(crash_at: int | None, step: int) -> None:
+    if crash_at == step:
+        _crash(step)
+
+
+def save_best_model(model, path: Path) -> None:
+    """Write the best model atomically; a failure leaves the previous best intact."""
+    try:
+        with atomic_io.atomic_path(path) as tmp:
+            model.save(tmp)
+    except OSError as error:
+        raise CheckpointError(f"could not write the best model {path} ({error.strerror or error}); "
+                              f"free some space there (or fix its permissions) and rerun") from None
+
+
+def make_checkpoint_callback(store: CheckpointStore, state: TrainingState, best_model_path: Path,
+                             critical_section=contextlib.nullcontext):
+    """A Keras callback saving the checkpoint set (and the best model) after every epoch.
+
+    ``critical_section`` is entered around the writes: the training loop uses it to hold off a
+    Ctrl-C until the set is complete. The callback updates ``state`` in place.
+    """
+    import keras
+
+    class CheckpointCallback(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self._started
+            with critical_section():
+                improved = state.record_epoch(epoch + 1, logs or {}, seconds)
+                if improved:
+                    save_best_model(self.model, best_model_path)
+                    _maybe_crash(_crash_point(state.epoch), 0)
+                store.save(self.model, state)
+            self.improved = improved
+
+    return CheckpointCallback()

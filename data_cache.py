@@ -1,0 +1,178 @@
+"""The cached, preprocessed data split: ``checkpoints/training_data.npz``.
+
+Parsing, splitting and preprocessing thousands of curves takes a while; a rerun (after an
+interruption, say) loads this file instead. It holds:
+
+    X_train, X_val, X_test   float32 [rows, sequence_length, 1]   model inputs
+    y_train, y_val, y_test   int8 [rows]                          1 = planet host, 0 = not
+    index_train/val/test     int64 [rows]   row of the original curve in the loaded data
+    augmented_train          bool [rows]    row is a transformed copy of a training host
+    raw_test                 float32 [rows, sequence_length]      test curves before preprocessing
+    source_test, line_test   file index and line of each test curve; ``files`` the file names
+    fingerprint              JSON text: the inputs it was made from
+
+The fingerprint lists every data file (relative name, size, modification time) and every
+setting that shapes the arrays (preprocessing, split, seed, format version). When any of them
+differs, the cache is rebuilt with one line saying what changed; a damaged file is rebuilt with
+one line saying so. Written atomically; loaded with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import atomic_io
+from augmentation import SPLITS, Split
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class TrainingData:
+    """The arrays of the cache (see the module docstring)."""
+
+    splits: dict[str, Split]           # flux here is the preprocessed model input
+    raw_test: np.ndarray
+    source_test: np.ndarray
+    line_test: np.ndarray
+    files: list[str]
+    file_rows: list[int]               # data rows of each file, for stage 1's listing
+    fingerprint: dict
+
+    def inputs(self, split: str) -> np.ndarray:
+        return self.splits[split].flux
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.splits[split].label
+
+
+def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> TrainingData:
+    """Stage [4/7]: preprocess every split into model inputs; keeps the raw test curves too.
+
+    Args:
+        curves: LoadedCurves the splits were cut from (for the test curves' file and line).
+        splits: train/val/test Splits of raw (loaded) flux.
+        fingerprint: from ``make_fingerprint``.
+        config: PreprocessingConfig.
+    """
+    from preprocessing import preprocess
+
+    processed = {name: Split(flux=preprocess(split.flux, config), label=split.label.astype(np.int8),
+                             index=split.index.astype(np.int64), augmented=split.augmented)
+                 for name, split in splits.items()}
+    test_rows = splits["test"].index
+    return TrainingData(splits=processed, raw_test=splits["test"].flux.astype(np.float32),
+                        source_test=curves.source[test_rows], line_test=curves.line[test_rows],
+                        files=list(curves.files), file_rows=[r["rows"] for r in curves.report],
+                        fingerprint=fingerprint)
+
+
+def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int) -> dict:
+    """What the cached arrays depend on; compared key by key on the next run."""
+    return {
+        "format": CACHE_FORMAT,
+        "files": file_identities,
+        "preprocessing": dataclasses.asdict(preprocessing),
+        "split": dataclasses.asdict(split),
+        "seed": seed,
+    }
+
+
+def describe_difference(old: dict, new: dict) -> str:
+    """One line naming what differs between two fingerprints."""
+    changes = []
+    old_files = {f["name"]: f for f in old.get("files", [])}
+    new_files = {f["name"]: f for f in new.get("files", [])}
+    for name in sorted(new_files.keys() - old_files.keys()):
+        changes.append(f"new file {name}")
+    for name in sorted(old_files.keys() - new_files.keys()):
+        changes.append(f"file {name} removed")
+    for name in sorted(old_files.keys() & new_files.keys()):
+        if old_files[name] != new_files[name]:
+            changes.append(f"file {name} changed")
+    for section in ("format", "seed", "preprocessing", "split"):
+        before, after = old.get(section), new.get(section)
+        if isinstance(after, dict) and isinstance(before, dict):
+            for key in sorted(after.keys() | before.keys()):
+                if before.get(key) != after.get(key):
+                    changes.append(f"{section}.{key} {before.get(key)} -> {after.get(key)}")
+        elif before != after:
+            changes.append(f"{section} {before} -> {after}")
+    if len(changes) > 4:
+        changes = changes[:4] + [f"{len(changes) - 4} more"]
+    return ", ".join(changes) or "unknown difference"
+
+
+def known_row_counts(path: Path) -> dict[tuple, int]:
+    """Data rows of each file the cache was made from, keyed by file identity; reads nothing else.
+
+    Lets stage 1 list row counts without reading unchanged CSV files again. Empty if the cache
+    is absent or unreadable.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            fingerprint = json.loads(str(archive["fingerprint"]))
+            rows = archive["file_rows"]
+        return {tuple(sorted(f.items())): int(n) for f, n in zip(fingerprint["files"], rows)}
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+        return {}
+
+
+def load(path: Path, expected: dict) -> TrainingData | None:
+    """The cached data if it matches ``expected``; otherwise None, with one line saying why."""
+    path = Path(path)
+    if not path.exists():
+        log.info("No saved training data in %s - building it", path)
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            fingerprint = json.loads(str(archive["fingerprint"]))
+            if fingerprint != expected:
+                log.info("Saved training data is out of date (%s) - rebuilding",
+                         describe_difference(fingerprint, expected))
+                return None
+            log.info("Found saved training data - loading %s", path)
+            splits = {}
+            for name in SPLITS:
+                label = archive[f"y_{name}"]
+                augmented = archive["augmented_train"] if name == "train" else np.zeros(label.size, bool)
+                splits[name] = Split(flux=archive[f"X_{name}"], label=label,
+                                     index=archive[f"index_{name}"], augmented=augmented)
+            data = TrainingData(splits=splits, raw_test=archive["raw_test"], source_test=archive["source_test"],
+                                line_test=archive["line_test"], files=[str(f) for f in archive["files"]],
+                                file_rows=[int(n) for n in archive["file_rows"]], fingerprint=fingerprint)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        log.warning("Saved training data %s is damaged (%s) - rebuilding it", path,
+                    str(error).splitlines()[0][:120] or type(error).__name__)
+        return None
+    for name, split in splits.items():
+        if not (len(split.flux) == len(split.label) == len(split.index) == len(split.augmented)):
+            log.warning("Saved training data %s is inconsistent (%s split) - rebuilding it", path, name)
+            return None
+    return data
+
+
+def save(path: Path, data: TrainingData) -> None:
+    """Write the cache atomically (a crash leaves the old file or none, never half a file)."""
+    arrays = {}
+    for name, split in data.splits.items():
+        arrays[f"X_{name}"] = split.flux
+        arrays[f"y_{name}"] = split.label
+        arrays[f"index_{name}"] = split.index
+    arrays["augmented_train"] = data.splits["train"].augmented
+    arrays["raw_test"] = data.raw_test
+    arrays["source_test"] = data.source_test
+    arrays["line_test"] = data.line_test
+    arrays["files"] = np.array(data.files, dtype=str)
+    arrays["file_rows"] = np.array(data.file_rows, dtype=np.int64)
+    arrays["fingerprint"] = np.array(json.dumps(data.fingerprint, sort_keys=True))
+    atomic_io.write_npz(path, **arrays)

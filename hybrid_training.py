@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Train a Conv1D+LSTM network to find exoplanet transits in light curves; resume after any crash.
+
+    python3 hybrid_training.py            # train (or resume), then evaluate
+    python3 hybrid_training.py --status   # show progress without touching anything
+    python3 hybrid_training.py --help     # every setting
+
+The run is seven stages, each one call into its module:
+    [1/7] Discovering datasets   datasets.find_datasets         (built-in data if none)
+    [2/7] Loading datasets       datasets.load_light_curves     (or the cached split)
+    [3/7] Augmenting             augmentation.split_and_augment
+    [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz
+    [5/7] Building model         training.prepare_model         (restored from the checkpoint)
+    [6/7] Training               training.train                 (checkpoint after every epoch)
+    [7/7] Evaluating             evaluation.evaluate
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shlex
+import sys
+import time
+
+# TensorFlow's C++ start-up chatter (CPU features, oneDNN) says nothing a user can act on.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import atomic_io  # noqa: E402
+import data_cache  # noqa: E402
+from augmentation import split_and_augment  # noqa: E402
+from datasets import find_datasets, load_light_curves  # noqa: E402
+from errors import TrainerError  # noqa: E402
+from settings import SettingsError, parse_settings  # noqa: E402
+
+log = logging.getLogger("hybrid_training")
+STAGES = 7
+
+
+def setup_logging(log_file, argv: list[str], resuming: bool) -> None:
+    """Console (messages only) and the appended log file (with times); one header line per run."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(console)
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+    except OSError as error:
+        log.warning("Cannot write the log file %s (%s); logging to the console only", log_file, error.strerror)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        handler.stream.write(f"\n===== {datetime.datetime.now().isoformat(timespec='seconds')} "
+                             f"python3 {shlex.join(['hybrid_training.py', *argv])} "
+                             f"({'resuming from checkpoint' if resuming else 'no checkpoint'}) =====\n")
+    # Keras and absl log through logging too; keep their warnings, not their info.
+    for noisy in ("absl", "tensorflow", "keras"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def announce(stage: int, title: str) -> None:
+    log.info("")
+    log.info("[%d/%d] %s", stage, STAGES, title)
+
+
+def run(settings) -> None:
+    """The seven stages, in order."""
+    paths = settings.paths
+    started = time.perf_counter()
+
+    announce(1, "Discovering datasets")
+    files, _ = find_datasets(paths.data_dir, settings.synthetic, settings.seed,
+                             data_cache.known_row_counts(paths.cache_file))
+    fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
+                                              settings.split, settings.seed)
+
+    announce(2, "Loading datasets")
+    data = data_cache.load(paths.cache_file, fingerprint)
+    if data is None:
+        curves = load_light_curves(files, settings.preprocessing)
+        log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
+                 time.perf_counter() - started)
+
+    announce(3, "Augmenting")
+    if data is None:
+        splits = split_and_augment(curves.flux, curves.label, settings.split, settings.seed)
+    else:
+        splits = data.splits
+    log.info("  %-6s %8s %8s %10s %10s", "split", "curves", "hosts", "augmented", "total")
+    for name, split in splits.items():
+        copies = int(split.augmented.sum())
+        log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, split.hosts() - copies, copies, len(split))
+
+    announce(4, "Preprocessing")
+    if data is None:
+        step = time.perf_counter()
+        data = data_cache.build(curves, splits, fingerprint, settings.preprocessing)
+        data_cache.save(paths.cache_file, data)
+        log.info("Preprocessed %d curves in %.1f s; saved the split to %s",
+                 sum(len(s) for s in data.splits.values()), time.perf_counter() - step, paths.cache_file)
+    else:
+        log.info("Using the preprocessed curves from %s", paths.cache_file)
+    atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
+    atomic_io.write_json(paths.settings_file, settings.to_json())
+    log.info("Preprocessing settings saved to %s (stages 1-4 took %.1f s)", paths.preprocessor_file,
+             time.perf_counter() - started)
+
+    import training  # TensorFlow loads from here on
+
+    announce(5, "Building model")
+    prepared = training.prepare_model(settings, data)
+
+    announce(6, "Training")
+    state = training.train(prepared, data, settings)
+
+    announce(7, "Evaluating")
+    import evaluation
+
+    evaluation.evaluate(settings, data, state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = parse_settings(argv)
+    except SettingsError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return error.exit_code
+    if settings.status:
+        from training import status_report
+
+        print("\n".join(status_report(settings.paths.checkpoint_dir, settings.training.epochs)))
+        return 0
+    from checkpoint_callback import CheckpointStore
+
+    setup_logging(settings.paths.log_file, argv, CheckpointStore(settings.paths.checkpoint_dir).model_file.exists())
+    try:
+        if settings.predict:
+            import evaluation
+
+            evaluation.predict(settings)
+        else:
+            run(settings)
+    except TrainerError as error:
+        log.error("ERROR: %s", error)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The Conv1D+LSTM hybrid, built by one function from its settings.
+
+Layer stack for the default settings (input: one preprocessed light curve)::
+
+    Input                      (3197, 1)   detrended flux in units of its own noise
+    Conv1D 16, k=7, ReLU  ->  MaxPool 4     (799, 16)   local shapes: ingress, egress, spikes
+    Conv1D 32, k=7, ReLU  ->  MaxPool 4     (199, 32)   transit-length features
+    Conv1D 64, k=7, ReLU  ->  MaxPool 4     (49, 64)    about 1.3 days per step
+    LSTM 64                                 (64,)       repetition and spacing of dips
+    Dense 64, ReLU -> Dropout 0.3           (64,)
+    Dense 1, sigmoid                        (1,)        probability of a planet host
+
+The convolutions shorten the sequence 64-fold before the LSTM, whose cost grows with the
+sequence length; the LSTM sees about 1.3 days per step, enough to relate transits days apart.
+Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``), PR AUC
+(``pr_auc``), precision and recall. Class imbalance is handled by the training loop
+(per-sample class weights), not here.
+
+TensorFlow is imported inside ``build_model`` so that the data stages and ``--status`` start
+without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METRIC_NAMES = ("loss", "accuracy", "auc", "pr_auc", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    conv_filters: tuple[int, ...] = (16, 32, 64)
+    kernel_size: int = 7
+    pool_size: int = 4
+    lstm_units: int = 64
+    dense_units: int = 64
+    dropout: float = 0.3
+    learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        # JSON (--config) gives lists; keep the config hashable and comparable.
+        object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
+        if not self.conv_filters or min(self.conv_filters) < 1:
+            raise ValueError(f"conv_filters must be a non-empty list of positive sizes, got {list(self.conv_filters)}")
+        for name in ("kernel_size", "pool_size", "lstm_units", "dense_units"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.learning_rate < 1.0:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+
+
+def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
+    """A compiled Keras model for inputs of shape (sequence_length, channels).
+
+    Raises:
+        ValueError: if the pooling would shorten the sequence to nothing.
+    """
+    import keras
+
+    steps = sequence_length
+    for _ in config.conv_filters:
+        steps //= config.pool_size
+    if steps < 1:
+        raise ValueError(f"{len(config.conv_filters)} poolings of {config.pool_size} leave nothing of "
+                         f"{sequence_length} cadences; use fewer conv_filters or a smaller pool_size")
+    inputs = keras.Input(shape=(sequence_length, channels), name="light_curve")
+    x = inputs
+    for index, filters in enumerate(config.conv_filters, start=1):
+        x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", activation="relu", name=f"conv{index}")(x)
+        x = keras.layers.MaxPooling1D(config.pool_size, name=f"pool{index}")(x)
+    x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
+    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="planet_probability")(x)
+    model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(curve="ROC", name="auc"),
+            keras.metrics.AUC(curve="PR", name="pr_auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
+    )
+    return model
