@@ -111,7 +111,7 @@ def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> tup
                  "(%d curves, %.0f%% planet hosts, seed %d).", data_dir, synthetic.rows,
                  100 * synthetic.positive_fraction, seed)
         log.info("  To train on your own light curves, put CSV files (LABEL, FLUX.1 ... FLUX.N) in %s "
-                 "and remove synthetic_kepler*.csv, or point --data-dir at them.", data_dir)
+                 "and remove %s, or point --data-dir at them.", data_dir, Path(data_dir) / "synthetic")
         write_synthetic_dataset(Path(data_dir), synthetic, seed)
         files, skipped = discover_csv_files(data_dir)
     rows = {}
@@ -246,10 +246,20 @@ def _read_table(path: Path, header: _Header):
         raise _unreadable(path, error) from None
     if bad_rows:
         row = bad_rows[0]
-        where = f"line {row.number}" if row.number is not None else "a row"
+        number = row.number if row.number is not None else _line_number_of(path, row.text)
+        where = f"line {number}" if number is not None else "a row"
         raise DataError(f"{path}: {where} has {row.actual_columns} fields but the header has "
                         f"{row.expected_columns}; fix or remove that row ({len(bad_rows)} such rows)")
     return table
+
+
+def _line_number_of(path: Path, text: str) -> int | None:
+    """Line number of the first line equal to ``text`` (Arrow's parallel reader can't tell)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.rstrip("\r\n") == text:
+                return number
+    return None
 
 
 def _labels_to_host(path: Path, raw: np.ndarray) -> np.ndarray:

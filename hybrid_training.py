@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainerError as error:
         log.error("ERROR: %s", error)
         return error.exit_code
+    except KeyboardInterrupt:
+        log.error("Interrupted before training started; nothing saved is lost. Rerun the same command to continue.")
+        return 130
     return 0
 
 

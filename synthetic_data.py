@@ -55,6 +55,7 @@ Hard negatives (LABEL 1; 45 % of the non-hosts, the rest are quiet or spotted st
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -401,29 +402,43 @@ def _generate_chunk(rng, labels, n):
 
 
 def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) -> list[Path]:
-    """Generate the built-in data set into ``data_dir`` as Kaggle-layout CSV files.
+    """Generate the built-in data set into ``data_dir/synthetic/`` as Kaggle-layout CSV files.
 
-    Each file is written to a temporary name and renamed when complete, so an interrupted
-    generation never leaves a half-written CSV for the next run to discover.
+    The files are written into a hidden temporary folder that is renamed into place when all
+    are complete (a folder rename is atomic), so an interrupted generation never leaves a
+    partial data set for the next run to discover and train on.
     """
+    import shutil
+
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from atomic_io import atomic_open
+    from atomic_io import fsync_directory, fsync_file
 
     curves = generate_light_curves(config.rows, seed, config.positive_fraction)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    data_dir = Path(data_dir)
+    final = data_dir / "synthetic"
+    staging = data_dir / f".synthetic.tmp-{os.getpid()}"
+    for stale in data_dir.glob(".synthetic.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging.mkdir(parents=True)
     names = ["LABEL"] + [f"FLUX.{i}" for i in range(1, curves.flux.shape[1] + 1)]
+    written = []
     for index, rows in enumerate(np.array_split(np.arange(config.rows), config.files)):
         suffix = f"_{index + 1:02d}" if config.files > 1 else ""
-        path = data_dir / f"synthetic_kepler{suffix}.csv"
+        path = staging / f"synthetic_kepler{suffix}.csv"
         columns = [pa.array(curves.label[rows].astype(np.int64))]
         columns += [pa.array(curves.flux[rows, j]) for j in range(curves.flux.shape[1])]
-        with atomic_open(path, "wb") as handle:
+        with open(path, "wb") as handle:
             # Header written by hand: Arrow would quote the names, Kaggle's files don't.
             handle.write((",".join(names) + "\n").encode())
             pa_csv.write_csv(pa.Table.from_arrays(columns, names=names), handle,
                              pa_csv.WriteOptions(include_header=False))
-        written.append(path)
+        fsync_file(path)
+        written.append(final / path.name)
+    fsync_directory(staging)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    fsync_directory(data_dir)
     return written

@@ -1,0 +1,93 @@
+"""Shared helpers: tiny CSV files, a tiny run configuration, and the trainer as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# A run small enough for seconds: short curves, a tiny network, no early stopping.
+TINY_CONFIG = {
+    "synthetic": {"rows": 240, "positive_fraction": 0.1},
+    "preprocessing": {"sequence_length": 128, "detrend_window": 21},
+    "split": {"augment_copies": 1},
+    "model": {"conv_filters": [4, 8], "kernel_size": 5, "pool_size": 4, "lstm_units": 8, "dense_units": 8},
+    "training": {"early_stopping_patience": 0},
+}
+
+
+def write_csv(path: Path, labels, flux, header: list[str] | None = None) -> Path:
+    """A Kaggle-layout CSV: LABEL then FLUX.1..N (or a given header)."""
+    flux = np.asarray(flux, dtype=float)
+    header = header or ["LABEL"] + [f"FLUX.{i}" for i in range(1, flux.shape[1] + 1)]
+    lines = [",".join(header)]
+    for label, row in zip(labels, flux):
+        lines.append(",".join([str(label)] + ["" if np.isnan(v) else repr(float(v)) for v in row]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def random_curves(rows: int, length: int, hosts: int, seed: int = 0):
+    """Labels (2/1) and noisy flux with a box dip in each host's curve."""
+    rng = np.random.default_rng(seed)
+    flux = 1000.0 + rng.normal(0.0, 1.0, (rows, length))
+    labels = np.array([2] * hosts + [1] * (rows - hosts))
+    flux[:hosts, length // 3: length // 3 + 5] -= 8.0
+    return labels, flux
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A small labelled data set (from the built-in generator) shared by the training tests."""
+    from synthetic_data import SyntheticConfig, write_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    write_synthetic_dataset(folder, SyntheticConfig(**TINY_CONFIG["synthetic"]), seed=7)
+    return folder
+
+
+def trainer_env() -> dict:
+    env = dict(os.environ)
+    env.pop("HYBRID_TRAINING_CRASH_AT", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def trainer_command(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "hybrid_training.py"),
+            "--data-dir", str(workdir / "data"), "--checkpoint-dir", str(workdir / "checkpoints"),
+            "--models-dir", str(workdir / "models"), "--results-dir", str(workdir / "results"),
+            "--log-file", str(workdir / "training_full.log"), *args]
+
+
+def run_trainer(workdir: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run hybrid_training.py on ``workdir``'s folders; returns the finished process (text output)."""
+    return subprocess.run(trainer_command(workdir, *args), cwd=workdir, env=env or trainer_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_workdir(tmp_path: Path, data: Path | None = None) -> Path:
+    """A run folder; ``data`` (a folder of CSVs) is copied in as its data folder."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    if data is not None:
+        shutil.copytree(data, workdir / "data")
+    return workdir

@@ -1,0 +1,121 @@
+"""Discovery and loading of CSV files, and every bad-input error (as a real subprocess)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_workdir, random_curves, run_trainer, write_csv
+from datasets import DataError, discover_csv_files, load_light_curves
+from preprocessing import PreprocessingConfig
+
+CONFIG = PreprocessingConfig(sequence_length=64, detrend_window=21)
+
+
+def test_discovery_is_recursive_sorted_and_skips_hidden_and_other_files(tmp_path):
+    labels, flux = random_curves(4, 10, 1)
+    for name in ("b.csv", "a/z.csv", "a/b/c.CSV", ".hidden.csv", "notes.txt", ".git/x.csv"):
+        write_csv(tmp_path / name, labels, flux)
+    files, skipped = discover_csv_files(tmp_path)
+    assert [f.name for f in files] == ["a/b/c.CSV", "a/z.csv", "b.csv"]
+    assert skipped == 3
+    assert all(f.size == (tmp_path / f.name).stat().st_size for f in files)
+
+
+def test_loading_resamples_differing_lengths_and_fills_missing_values(tmp_path):
+    labels, flux = random_curves(6, 64, 2)
+    long_labels, long_flux = random_curves(5, 128, 1, seed=1)
+    long_flux[0, 10:14] = np.nan          # filled
+    long_flux[1, :100] = np.nan           # mostly missing: dropped
+    long_flux[2, 5] = np.inf              # filled
+    files, _ = discover_csv_files(write_csv(tmp_path / "a.csv", labels, flux).parent)
+    write_csv(tmp_path / "b.csv", long_labels, long_flux)
+    files, _ = discover_csv_files(tmp_path)
+    curves = load_light_curves(files, CONFIG)
+    assert curves.flux.shape == (10, 64) and curves.flux.dtype == np.float32
+    assert np.isfinite(curves.flux).all()
+    assert curves.label.tolist() == [1, 1, 0, 0, 0, 0] + [1, 0, 0, 0]  # 2 -> host (1), 1 -> not (0)
+    report = {r["file"].split("/")[-1]: r for r in curves.report}
+    assert report["b.csv"]["dropped_rows"] == 1 and report["b.csv"]["filled_values"] == 5
+    assert report["b.csv"]["length"] == 128
+    assert curves.line[curves.source == 1].tolist() == [2, 4, 5, 6]  # header is line 1; line 3 dropped
+    # Bin-averaged: each output point is the mean of two input points.
+    np.testing.assert_allclose(curves.flux[7], long_flux[2].reshape(64, 2).mean(axis=1)
+                               if np.isfinite(long_flux[2]).all() else curves.flux[7])
+
+
+def test_binary_labels_one_zero_are_accepted(tmp_path):
+    labels, flux = random_curves(6, 64, 2)
+    write_csv(tmp_path / "a.csv", np.where(labels == 2, 1, 0), flux)
+    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    assert curves.label.tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def _bad_files(tmp_path):
+    """name -> (writer, text the error must contain)."""
+    labels, flux = random_curves(30, 40, 6)
+
+    def csv_text(text):
+        return lambda path: path.write_text(text)
+
+    def with_cell(row, column, value):
+        def write(path):
+            write_csv(path, labels, flux)
+            lines = path.read_text().splitlines()
+            cells = lines[row].split(",")
+            cells[column] = value
+            lines[row] = ",".join(cells)
+            path.write_text("\n".join(lines) + "\n")
+        return write
+
+    return {
+        "no_label": (lambda p: write_csv(p, labels, flux, ["KIC"] + [f"FLUX.{i}" for i in range(1, 41)]),
+                     "no LABEL column"),
+        "bad_label": (with_cell(5, 0, "3"), "line 6: LABEL 3 is not allowed"),
+        "text_flux": (with_cell(7, 12, "abc"), "line 8, column FLUX.12: 'abc' is not a number"),
+        "empty": (csv_text(""), "the file is empty"),
+        "header_only": (csv_text("LABEL,FLUX.1,FLUX.2\n"), "has a header but no data rows"),
+        "duplicate_columns": (lambda p: write_csv(p, labels, flux, ["LABEL"] + ["FLUX.1"] * 2 + [f"FLUX.{i}" for i in range(3, 41)]),
+                              "duplicate column names FLUX.1"),
+        "binary": (lambda p: p.write_bytes(b"PK\x03\x04\x00\x00binary" * 50), "not a text CSV file"),
+        "semicolons": (csv_text("LABEL;FLUX.1;FLUX.2\n2;1.0;2.0\n"), "separated by semicolons"),
+        "ragged_row": (with_cell(9, 3, "1.0,2.0"), "line 10 has 42 fields but the header has 41"),
+        "one_class": (lambda p: write_csv(p, np.ones(30, int), flux), "no planet hosts (LABEL 2)"),
+        "too_few": (lambda p: write_csv(p, labels[4:], flux[4:]), "only 2 planet hosts"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_files(__import__("pathlib").Path("."))))
+def test_bad_input_gives_one_line_error_exit_2_and_writes_no_cache(tmp_path, case):
+    writer, expected = _bad_files(tmp_path)[case]
+    workdir = make_workdir(tmp_path)
+    bad = workdir / "data" / f"{case}.csv"
+    bad.parent.mkdir(parents=True)
+    writer(bad)
+    result = run_trainer(workdir, "--epochs", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    error_lines = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
+    assert len(error_lines) == 1, result.stdout
+    assert expected in error_lines[0]
+    if case not in ("one_class", "too_few"):
+        assert str(bad) in error_lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (workdir / "checkpoints" / "training_data.npz").exists()
+
+
+def test_unreadable_and_vanished_files_name_the_file(tmp_path, monkeypatch):
+    labels, flux = random_curves(10, 40, 3)
+    path = write_csv(tmp_path / "gone.csv", labels, flux)
+    files, _ = discover_csv_files(tmp_path)
+    os.remove(path)
+    with pytest.raises(DataError, match="gone.csv: the file disappeared"):
+        load_light_curves(files, CONFIG)
+    write_csv(path, labels, flux)
+    files, _ = discover_csv_files(tmp_path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)  # root ignores chmod; simulate what a user sees
+    with pytest.raises(DataError, match="gone.csv: permission denied"):
+        load_light_curves(files, CONFIG)
