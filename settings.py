@@ -50,7 +50,8 @@ class Paths:
 
     @property
     def settings_file(self) -> Path:
-        return self.checkpoint_dir / "settings.json"
+        """The resolved settings of the latest run (the checkpoint keeps its own fingerprint)."""
+        return self.results_dir / "settings.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""Training killed and resumed for real: subprocesses, SIGKILL, SIGINT, SIGTERM, fault injection.
+
+The reference is the same tiny run never interrupted; every interrupted run must end with the
+same weights and optimizer state, bit for bit, and the same metric history.
+"""
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import make_workdir, run_trainer, trainer_command, trainer_env
+
+EPOCHS = 6
+
+
+def checkpoint_arrays(path):
+    """Every array in a .keras file's weights (model weights and optimizer variables)."""
+    with zipfile.ZipFile(path) as archive:
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            arrays = {}
+            weights.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                               if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_run(workdir, reference):
+    got = checkpoint_arrays(workdir / "checkpoints" / "model_checkpoint.keras")
+    want = checkpoint_arrays(reference / "checkpoints" / "model_checkpoint.keras")
+    assert got.keys() == want.keys() and len(got) > 10
+    different = [name for name in want if not np.array_equal(got[name], want[name])]
+    assert not different, f"arrays differ from the uninterrupted run: {different[:5]}"
+    assert (checkpoint_arrays(workdir / "models" / "exoplanet_cnn_lstm.keras").keys()
+            == checkpoint_arrays(reference / "models" / "exoplanet_cnn_lstm.keras").keys())
+    with np.load(workdir / "checkpoints" / "history.npz") as a, np.load(reference / "checkpoints" / "history.npz") as b:
+        metrics = [k for k in b.files if k not in ("epoch_seconds", "resumed_after")]
+        assert len(metrics) >= 12 and set(metrics) <= set(a.files)
+        for name in metrics:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory):
+    """The uninterrupted run of EPOCHS epochs (and its wall time)."""
+    from conftest import TINY_CONFIG
+    import json
+
+    workdir = tmp_path_factory.mktemp("reference")
+    config = workdir / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    import shutil
+
+    shutil.copytree(tiny_data, workdir / "data")
+    started = time.monotonic()
+    result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No checkpoint found - starting fresh training" in result.stdout
+    assert f"Starting from epoch: 1/{EPOCHS}" in result.stdout
+    return workdir, config, time.monotonic() - started
+
+
+def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data, tmp_path):
+    ref, config, _ = reference
+    workdir = make_workdir(tmp_path, tiny_data)
+    for epochs, start in ((2, 1), (3, 3), (5, 4), (EPOCHS, 6)):
+        result = run_trainer(workdir, "--config", str(config), "--epochs", str(epochs))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"Starting from epoch: {start}/{epochs}" in result.stdout
+        if start > 1:
+            assert "CHECKPOINT FOUND - RESUMING TRAINING" in result.stdout
+            assert f"Resuming from epoch {start}..." in result.stdout
+            assert "Found saved training data - loading" in result.stdout
+    assert_same_run(workdir, ref)
+    with np.load(workdir / "checkpoints" / "history.npz") as history:
+        assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
+        assert history["resumed_after"].tolist() == [2, 3, 5]
+    finished = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+    assert "Training already finished" in finished.stdout and "Starting from epoch" not in finished.stdout
+    assert "[7/7] Evaluating" in finished.stdout
+
+
+def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, tmp_path):
+    ref, config, straight_seconds = reference
+    chooser = random.Random(int(os.environ.get("KILL_TEST_SEED", "2026")))
+    for trial in range(2):
+        workdir = tmp_path / f"trial{trial}"
+        workdir.mkdir()
+        __import__("shutil").copytree(tiny_data, workdir / "data")
+        kills = 0
+        for attempt in range(12):
+            process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
+                                       cwd=workdir, env=trainer_env(), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            try:
+                process.wait(timeout=chooser.uniform(0.3 * straight_seconds, 1.0 * straight_seconds))
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                continue
+            assert process.returncode == 0
+            break
+        else:
+            pytest.fail("the run never finished")
+        assert kills >= 1
+        assert_same_run(workdir, ref)
+
+
+# (epoch, step) for each crashing run, and the epoch the next run must start from.
+CRASH_CHAIN = [((1, 0), 1), ((1, 1), 1), ((2, 2), 2), ((2, 3), 2), ((2, 4), 3), ((3, 5), 4), ((4, 6), 5)]
+
+
+def test_crash_after_every_step_of_a_save_resumes_correctly(reference, tiny_data, tmp_path):
+    """Each run resumes from the previous run's crash and crashes at the next step of the save."""
+    ref, config, _ = reference
+    workdir = make_workdir(tmp_path, tiny_data)
+    expected_start = 1
+    for (epoch, step), next_start in CRASH_CHAIN:
+        env = trainer_env() | {"HYBRID_TRAINING_CRASH_AT": f"{epoch}:{step}"}
+        result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS), env=env)
+        assert result.returncode == -signal.SIGKILL, (epoch, step, result.stdout + result.stderr)
+        assert f"Starting from epoch: {expected_start}/{EPOCHS}" in result.stdout, (epoch, step, result.stdout)
+        assert f"after save step {step}" in result.stdout
+        expected_start = next_start
+    final = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert f"Starting from epoch: {expected_start}/{EPOCHS}" in final.stdout
+    assert_same_run(workdir, ref)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_epoch_2_stops_cleanly_and_resumes(reference, tiny_data, tmp_path, signum, code):
+    ref, config, _ = reference
+    workdir = make_workdir(tmp_path, tiny_data)
+    last_epoch = workdir / "checkpoints" / "last_epoch.txt"
+    process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
+                               cwd=workdir, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not (last_epoch.exists() and last_epoch.read_text().strip() == "1"):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == code, output
+    assert "Rerun the same command to resume" in output and "Traceback" not in output
+    saved = int(last_epoch.read_text())
+    assert 1 <= saved < EPOCHS
+    result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Resuming from epoch {saved + 1}..." in result.stdout
+    assert_same_run(workdir, ref)
+
+
+def test_changed_settings_stop_before_training_and_leave_the_checkpoint(reference, tiny_data, tmp_path):
+    _, config, _ = reference
+    workdir = make_workdir(tmp_path, tiny_data)
+    assert run_trainer(workdir, "--config", str(config), "--epochs", "1").returncode == 0
+    before = {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir() if p.suffix != ".npz"}
+    changed = config.parent / "changed.json"
+    changed.write_text(config.read_text().replace('"lstm_units": 8', '"lstm_units": 16'))
+    result = run_trainer(workdir, "--config", str(changed), "--epochs", "2")
+    assert result.returncode == 2
+    assert "model.lstm_units: 8 -> 16" in result.stdout and "--fresh" in result.stdout
+    assert "Starting from epoch" not in result.stdout
+    assert {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir() if p.suffix != ".npz"} == before
+    fresh = run_trainer(workdir, "--config", str(changed), "--epochs", "1", "--fresh")
+    assert fresh.returncode == 0, fresh.stdout
+    assert "--fresh: removed" in fresh.stdout and "model_checkpoint.keras" in fresh.stdout
+    assert "Starting from epoch: 1/1" in fresh.stdout
+
+
+def test_edited_last_epoch_and_damaged_checkpoint_in_a_real_rerun(reference, tiny_data, tmp_path):
+    _, config, _ = reference
+    workdir = make_workdir(tmp_path, tiny_data)
+    assert run_trainer(workdir, "--config", str(config), "--epochs", "3").returncode == 0
+    checkpoints = workdir / "checkpoints"
+    (checkpoints / "last_epoch.txt").write_text("1\n")
+    model = checkpoints / "model_checkpoint.keras"
+    model.write_bytes(model.read_bytes()[:1000])
+    result = run_trainer(workdir, "--config", str(config), "--epochs", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "model_checkpoint.keras is damaged" in result.stdout
+    assert "says epoch 1, but the checkpoint holds epoch 2" in result.stdout
+    assert "Starting from epoch: 3/4" in result.stdout
+    assert (checkpoints / "last_epoch.txt").read_text() == "4\n"
+
+
+def test_status_reads_progress_without_tensorflow_or_changes(reference):
+    ref, _, _ = reference
+    before = {p: p.stat().st_mtime_ns for p in (ref / "checkpoints").iterdir()}
+    code = ("import sys, hybrid_training; rc = hybrid_training.main(sys.argv[1:]); "
+            "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, "--checkpoint-dir", str(ref / "checkpoints"), "--status",
+                             "--epochs", str(EPOCHS)], cwd=__import__("conftest").ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"Last completed epoch: {EPOCHS}/{EPOCHS}" in result.stdout
+    assert "Best val_auc" in result.stdout and "Average epoch time" in result.stdout
+    assert "no tensorflow" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in (ref / "checkpoints").iterdir()} == before
