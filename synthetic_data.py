@@ -18,7 +18,7 @@ Noise and stellar variability (every curve)
       level follows from photon noise, F = 1 / (sigma^2 * 1765.5 s) e-/s.
     Granulation: red noise with a Lorentzian (Harvey) spectrum, time scale 0.05-0.5 d,
       rms 10-150 ppm, log-uniform.
-    Spot modulation: quasi-periodic, two harmonics of the rotation period (0.3-40 d, log-uniform)
+    Spot modulation: quasi-periodic, two harmonics of the rotation period (1-40 d, log-uniform)
       whose amplitudes and phases wander on the spot lifetime (1-4 rotations); amplitude
       0.01 %-3 %, log-uniform.
 
@@ -341,7 +341,7 @@ def _generate_chunk(rng, labels, n):
     n_transits = np.zeros(rows, dtype=int)
 
     # Stellar variability: every star.
-    rotation = _log_uniform(rng, 0.3, 40.0, rows)
+    rotation = _log_uniform(rng, 1.0, 40.0, rows)
     spot_amplitude = _log_uniform(rng, 1e-4, 3e-2, rows)
     relative += _spots(rng, time, rotation, spot_amplitude)
     granulation = _log_uniform(rng, 10e-6, 150e-6, rows)
