@@ -1,12 +1,17 @@
-"""Stage [7/7]: score the best model on the held-out test split.
+"""Stage [7/7] and ``--predict``: score the best model, draw the results, predict new curves.
 
 The decision threshold is chosen on the validation split (maximum F1), never on the test split,
-and saved beside the model; the test split is scored once, at that threshold.
+and saved beside the model (``models/threshold.json``); the test split is scored once, at that
+threshold. All metrics come from scikit-learn.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +19,9 @@ import atomic_io
 from errors import TrainerError
 
 log = logging.getLogger(__name__)
+
+METRIC_LABELS = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC (average precision)"), ("precision", "precision"),
+                 ("recall", "recall"), ("f1", "F1"), ("recall_at_precision_0.9", "recall at precision 0.9"))
 
 
 class NoModelError(TrainerError):
@@ -25,7 +33,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(labels, scores)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     return float(thresholds[int(np.argmax(f1[:-1]))]) if thresholds.size else 0.5
 
 
@@ -34,11 +42,13 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
     from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_recall_curve,
                                  precision_score, recall_score, roc_auc_score)
 
+    labels = np.asarray(labels).astype(int)
     predicted = (scores >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
-    precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
-    reachable = recall_curve[precision_curve >= 0.9]
     both = len(np.unique(labels)) == 2
+    if both:
+        precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
+        reachable = recall_curve[precision_curve >= 0.9]
     return {
         "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
         "pr_auc": float(average_precision_score(labels, scores)) if both else None,
@@ -46,44 +56,136 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
         "precision": float(precision_score(labels, predicted, zero_division=0)),
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),
-        "recall_at_precision_0.9": float(reachable.max()) if reachable.size else 0.0,
+        "recall_at_precision_0.9": (float(reachable.max()) if reachable.size else 0.0) if both else None,
         "true_positives": int(tp), "false_positives": int(fp), "true_negatives": int(tn), "false_negatives": int(fn),
         "positives": int(labels.sum()), "negatives": int(labels.size - labels.sum()),
     }
 
 
-def load_best_model(path):
+def log_metrics(metrics: dict, heading: str) -> None:
+    log.info(heading)
+    for name, label in METRIC_LABELS:
+        value = metrics[name]
+        log.info("  %-28s %s", label, f"{value:.4f}" if value is not None else "n/a (one class only)")
+    log.info("  %-28s TP %d  FP %d  FN %d  TN %d", "confusion matrix", metrics["true_positives"],
+             metrics["false_positives"], metrics["false_negatives"], metrics["true_negatives"])
+
+
+def load_best_model(path: Path):
     import keras
 
-    if not path.exists():
-        raise NoModelError(f"no trained model at {path}; train first: python3 hybrid_training.py")
+    if not Path(path).exists():
+        raise NoModelError(f"no trained model at {path}; train one first: python3 hybrid_training.py")
     return keras.models.load_model(path, safe_mode=True)
 
 
+def _scores(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    return model.predict(inputs, batch_size=batch_size, verbose=0)[:, 0].astype(np.float64)
+
+
 def evaluate(settings, data, state) -> dict:
-    """Score the best model on the test split; write results/metrics.json."""
+    """Score the best model on the test split; write results/metrics.json and the plots."""
+    import plots
+
     paths = settings.paths
     model = load_best_model(paths.best_model_file)
-    batch = settings.training.batch_size * 8
-    val_scores = model.predict(data.inputs("val"), batch_size=batch, verbose=0)[:, 0]
-    threshold = choose_threshold(data.labels("val"), val_scores)
-    test_scores = model.predict(data.inputs("test"), batch_size=batch, verbose=0)[:, 0]
-    metrics = classification_metrics(data.labels("test"), test_scores, threshold)
-    report = {"test": metrics, "best_epoch": state.best_epoch, "best_val_auc": state.best_value,
-              "epochs_trained": state.epoch, "threshold_source": "validation split, maximum F1",
+    batch = max(256, settings.training.batch_size)
+    threshold = choose_threshold(data.labels("val"), _scores(model, data.inputs("val"), batch))
+    atomic_io.write_json(paths.models_dir / "threshold.json",
+                         {"threshold": threshold, "chosen_on": "validation split, maximum F1",
+                          "best_epoch": state.best_epoch})
+    labels = data.labels("test")
+    scores = _scores(model, data.inputs("test"), batch)
+    metrics = classification_metrics(labels, scores, threshold)
+    report = {"test": metrics, "threshold_chosen_on": "validation split, maximum F1",
+              "best_epoch": state.best_epoch, "best_val_auc": state.best_value, "epochs_trained": state.epoch,
               "settings_fingerprint": state.fingerprint}
-    atomic_io.write_json(paths.models_dir / "threshold.json", {"threshold": threshold, "best_epoch": state.best_epoch})
-    atomic_io.write_json(paths.results_dir / "metrics.json", report)
-    log.info("Test split (%d curves, %d planet hosts), best model from epoch %d, threshold %.3f (from validation):",
-             metrics["positives"] + metrics["negatives"], metrics["positives"], state.best_epoch, threshold)
-    for name in ("roc_auc", "pr_auc", "precision", "recall", "f1", "recall_at_precision_0.9"):
-        value = metrics[name]
-        log.info("  %-24s %s", name, f"{value:.4f}" if value is not None else "n/a")
-    log.info("  confusion: TP %d  FP %d  FN %d  TN %d", metrics["true_positives"], metrics["false_positives"],
-             metrics["false_negatives"], metrics["true_negatives"])
-    log.info("Metrics written to %s", paths.results_dir / "metrics.json")
+    metrics_file = paths.results_dir / "metrics.json"
+    atomic_io.write_json(metrics_file, report)
+    log_metrics(metrics, f"Test split: {labels.size} curves, {metrics['positives']} planet hosts; best model from "
+                         f"epoch {state.best_epoch}; threshold {threshold:.3f} chosen on the validation split")
+    log.info("Metrics written to %s", metrics_file)
+
+    with np.load(paths.checkpoint_dir / "history.npz", allow_pickle=False) as archive:
+        history = {name: archive[name] for name in archive.files}
+    names = [f"{data.files[s]}:{line}" for s, line in zip(data.source_test, data.line_test)]
+    written = plots.write_all({
+        "training_history": lambda p: plots.training_history(history, p),
+        "roc_pr_curves": lambda p: plots.roc_and_pr(labels, scores, threshold, metrics, p),
+        "confusion_matrix": lambda p: plots.confusion(metrics, p),
+        "score_distributions": lambda p: plots.score_distributions(labels, scores, threshold, p),
+        "light_curve_gallery": lambda p: plots.gallery(data.raw_test, data.inputs("test")[:, :, 0], labels, scores,
+                                                      threshold, names, p),
+    }, paths.results_dir)
+    log.info("Plots written: %s", ", ".join(str(p) for p in written))
     return report
 
 
-def predict(settings) -> None:
-    raise NoModelError("--predict is not available yet in this version")
+def _csv_files(targets) -> list:
+    from datasets import DataError, DataFile, discover_csv_files
+
+    files = []
+    for target in targets:
+        target = Path(target)
+        if target.is_dir():
+            found, _ = discover_csv_files(target)
+            if not found:
+                raise DataError(f"{target}: no CSV files in this folder; give CSV files or folders holding them")
+            files += found
+        elif target.is_file():
+            stat = target.stat()
+            files.append(DataFile(path=target, name=str(target), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+        else:
+            raise DataError(f"{target}: no such file or folder; check the path given to --predict")
+    return files
+
+
+def predict(settings) -> Path:
+    """Score light curves with the best model and the training-time preprocessing.
+
+    Writes results/predictions.csv (file, line, probability, predicted host, true host when
+    labelled); with labels, also logs the metrics of ``evaluate`` for those curves.
+    """
+    from datasets import load_file
+    from preprocessing import PreprocessingConfig, preprocess
+
+    paths = settings.paths
+    if not paths.best_model_file.exists() or not paths.preprocessor_file.exists():
+        raise NoModelError(f"no trained model in {paths.models_dir} (need {paths.best_model_file.name} and "
+                           f"{paths.preprocessor_file.name}); train one first: python3 hybrid_training.py")
+    try:
+        config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
+        threshold = float(json.loads((paths.models_dir / "threshold.json").read_text())["threshold"])
+    except FileNotFoundError:
+        threshold = 0.5
+        log.warning("No %s (training was not evaluated yet): using threshold 0.5", paths.models_dir / "threshold.json")
+    except (ValueError, TypeError, KeyError) as error:
+        raise NoModelError(f"{paths.preprocessor_file} or threshold.json is unreadable ({error}); "
+                           f"retrain, or restore them from a backup") from None
+    files = _csv_files(settings.predict)
+    rows, all_scores, all_labels = [], [], []
+    model = load_best_model(paths.best_model_file)
+    for data_file in files:
+        flux, label, lines, report = load_file(data_file.path, config, require_labels=False)
+        scores = _scores(model, preprocess(flux, config), 256) if len(flux) else np.empty(0)
+        dropped = f", {report['dropped_rows']} mostly-missing rows skipped" if report["dropped_rows"] else ""
+        log.info("  %s: %d curves scored%s", data_file.path, len(scores), dropped)
+        for line, score, truth in zip(lines, scores, label):
+            rows.append([str(data_file.path), int(line), f"{score:.6f}", int(score >= threshold),
+                         "" if truth < 0 else int(truth)])
+        all_scores.append(scores)
+        all_labels.append(label)
+    output = paths.results_dir / "predictions.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "line", "probability", "predicted_host", "true_host"])
+    writer.writerows(rows)
+    atomic_io.write_text(output, buffer.getvalue())
+    scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
+    log.info("Predicted %d curves (%d above the threshold %.3f); written to %s", scores.size,
+             int((scores >= threshold).sum()), threshold, output)
+    labelled = labels >= 0
+    if labelled.any():
+        log_metrics(classification_metrics(labels[labelled], scores[labelled], threshold),
+                    f"Metrics on the {int(labelled.sum())} labelled curves:")
+    return output

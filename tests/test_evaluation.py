@@ -1,0 +1,130 @@
+"""Evaluation metrics, threshold choice, plots, predictions and the training log."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
+
+from conftest import make_workdir, run_trainer, write_csv
+from evaluation import choose_threshold, classification_metrics
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_equal_scikit_learn_on_known_arrays():
+    labels = np.array([0, 0, 0, 0, 1, 1, 0, 1, 0, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.9, 0.2, 0.3, 0.05, 0.6])
+    metrics = classification_metrics(labels, scores, threshold=0.5)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(labels, scores))
+    predicted = (scores >= 0.5).astype(int)
+    assert metrics["f1"] == pytest.approx(f1_score(labels, predicted))
+    tn, fp, fn, tp = confusion_matrix(labels, predicted).ravel()
+    assert (metrics["true_positives"], metrics["false_positives"], metrics["false_negatives"],
+            metrics["true_negatives"]) == (tp, fp, fn, tn) == (3, 1, 1, 5)
+    assert metrics["precision"] == 0.75 and metrics["recall"] == 0.75
+    # Precision >= 0.9 is reached only at the top two scores (0.9 and 0.8 -> 1 of 2 is a host? no):
+    # sorted: 0.9 (host), 0.8 (not), 0.7 (host) -> precision 1.0 at recall 0.25 only.
+    assert metrics["recall_at_precision_0.9"] == 0.25
+    assert metrics["positives"] == 4 and metrics["negatives"] == 6
+
+
+def test_threshold_maximises_f1_on_the_labels_it_is_given():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.65, 0.6, 0.7, 0.8])
+    # 0.6 keeps every host and one false positive (F1 0.857); 0.7 loses one host (F1 0.8).
+    assert choose_threshold(labels, scores) == pytest.approx(0.6)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """A tiny model trained for 3 epochs, evaluated (stage 7 ran)."""
+    from conftest import TINY_CONFIG
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("evaluated")
+    shutil.copytree(tiny_data, workdir / "data")
+    config = workdir / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    first = run_trainer(workdir, "--config", str(config), "--epochs", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_trainer(workdir, "--config", str(config), "--epochs", "3")
+    assert second.returncode == 0, second.stdout + second.stderr
+    return workdir, config, first, second
+
+
+def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
+    import keras
+
+    workdir, _, _, second = trained
+    report = json.loads((workdir / "results" / "metrics.json").read_text())
+    threshold = json.loads((workdir / "models" / "threshold.json").read_text())["threshold"]
+    assert report["test"]["threshold"] == threshold
+    assert report["threshold_chosen_on"] == "validation split, maximum F1"
+    assert 1 <= report["best_epoch"] <= 3 and report["settings_fingerprint"]["seed"] == 42
+    # Recompute from the cache and the best model: the threshold is validation's, the metrics test's.
+    model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
+    with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
+        val = model.predict(cache["X_val"], verbose=0)[:, 0]
+        test = model.predict(cache["X_test"], verbose=0)[:, 0]
+        assert threshold == pytest.approx(choose_threshold(cache["y_val"], val), abs=1e-6)
+        assert report["test"]["roc_auc"] == pytest.approx(roc_auc_score(cache["y_test"], test), abs=1e-6)
+    assert "ROC AUC" in second.stdout and "chosen on the validation split" in second.stdout
+
+
+def test_every_plot_is_a_real_png(trained):
+    workdir = trained[0]
+    for name in ("training_history", "roc_pr_curves", "confusion_matrix", "score_distributions",
+                 "light_curve_gallery"):
+        data = (workdir / "results" / f"{name}.png").read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 15_000, name
+
+
+def test_predict_round_trip_matches_the_model_on_cached_rows(trained):
+    import keras
+
+    workdir, config, _, _ = trained
+    result = run_trainer(workdir, "--config", str(config), "--predict", str(workdir / "data"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(workdir / "results" / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 240 and set(rows[0]) == {"file", "line", "probability", "predicted_host", "true_host"}
+    by_line = {int(r["line"]): float(r["probability"]) for r in rows}
+    model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
+    with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
+        expected = model.predict(cache["X_test"], verbose=0)[:, 0]
+        got = np.array([by_line[int(line)] for line in cache["line_test"]])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert "Metrics on the 240 labelled curves" in result.stdout
+
+
+def test_predict_without_labels_and_with_errors(trained, tmp_path):
+    workdir, config, _, _ = trained
+    rng = np.random.default_rng(0)
+    unlabelled = tmp_path / "new.csv"
+    flux = 500 + rng.normal(size=(3, 200))
+    unlabelled.write_text("\n".join([",".join(f"FLUX.{i}" for i in range(1, 201))] +
+                                    [",".join(map(str, row)) for row in flux]) + "\n")
+    ok = run_trainer(workdir, "--config", str(config), "--predict", str(unlabelled))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    rows = list(csv.DictReader(open(workdir / "results" / "predictions.csv")))
+    assert len(rows) == 3 and all(r["true_host"] == "" for r in rows)
+    bad = write_csv(tmp_path / "bad.csv", [2, 1], [[1.0, 2.0], [3.0, 4.0]], header=["LABEL", "FLUX.1", "FLUX.1"])
+    failed = run_trainer(workdir, "--config", str(config), "--predict", str(bad))
+    assert failed.returncode == 2 and f"ERROR: {bad}: duplicate column names FLUX.1" in failed.stdout
+    empty = make_workdir(tmp_path)
+    missing = run_trainer(empty, "--predict", str(unlabelled))
+    assert missing.returncode == 2 and "no trained model" in missing.stdout and "train one first" in missing.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr + missing.stdout + missing.stderr
+
+
+def test_log_has_one_header_per_run_and_the_resumed_runs_lines(trained):
+    workdir, _, first, second = trained
+    text = (workdir / "training_full.log").read_text()
+    headers = [line for line in text.splitlines() if line.startswith("===== ")]
+    assert len(headers) >= 2
+    assert "(no checkpoint)" in headers[0] and "--epochs 2" in headers[0]
+    assert "(resuming from checkpoint)" in headers[1] and "--epochs 3" in headers[1]
+    assert "CHECKPOINT FOUND - RESUMING TRAINING" in text and "Epoch 3/3" in text
