@@ -18,16 +18,17 @@ The last three are views of the state inside the model file. They are rewritten 
 model file on every save and repaired from it on resume if missing or different.
 
 Save sequence (after each epoch); a kill at any point leaves a loadable set:
-    1. write the model and state to a temporary file in the folder, fsync it
-    2. rename model_checkpoint.keras -> model_checkpoint.previous.keras
-    3. rename the temporary file -> model_checkpoint.keras, fsync the folder
-    4-6. write history.npz, training_state.json, last_epoch.txt (each atomically)
+    1-2. write the model and state to a temporary file in the folder, fsync it
+    3. if the epoch is a new best, copy that file to models/exoplanet_cnn_lstm.keras (atomically)
+    4. rename model_checkpoint.keras -> model_checkpoint.previous.keras
+    5. rename the temporary file -> model_checkpoint.keras, fsync the folder
+    6-8. write history.npz, training_state.json, last_epoch.txt (each atomically)
 On resume both model files are checked (zip CRCs, state readable); the newest good one wins, a
 damaged one is moved aside as ``*.damaged`` with a message saying so.
 
 Test hook: ``HYBRID_TRAINING_CRASH_AT=EPOCH:STEP`` makes the process SIGKILL itself during the
-save of that epoch, right after that step (0: after the best model was written; 1: halfway
-through writing the temporary model file; 2-6 as above).
+save of that epoch, right after that step (1: halfway through writing the temporary model file;
+2-8 as above).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 import zipfile
@@ -168,8 +170,11 @@ class CheckpointStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def save(self, model, state: TrainingState) -> None:
+    def save(self, model, state: TrainingState, best_model_file: Path | None = None) -> None:
         """Write the set for ``state.epoch`` (see the module docstring for the sequence).
+
+        With ``best_model_file``, the new checkpoint is also copied there (before it replaces the
+        old checkpoint, so the best model is never behind the state that records it as best).
 
         Raises:
             CheckpointError: if a write fails (no space, permission); the previous set is intact.
@@ -187,12 +192,17 @@ class CheckpointStore:
                 _crash(1)
             atomic_io.fsync_file(tmp)
             _maybe_crash(crash_at, 2)
+            if best_model_file is not None:
+                # A copy of the bytes just written: the model is serialised once per epoch.
+                with atomic_io.atomic_path(Path(best_model_file)) as best_tmp:
+                    shutil.copyfile(tmp, best_tmp)
+                _maybe_crash(crash_at, 3)
             if self.model_file.exists():
                 os.replace(self.model_file, self.previous_file)
-            _maybe_crash(crash_at, 3)
+            _maybe_crash(crash_at, 4)
             os.replace(tmp, self.model_file)
             atomic_io.fsync_directory(self.folder)
-            _maybe_crash(crash_at, 4)
+            _maybe_crash(crash_at, 5)
             self.write_views(state, crash_at)
         except OSError as error:
             with contextlib.suppress(OSError):
@@ -205,10 +215,11 @@ class CheckpointStore:
     def write_views(self, state: TrainingState, crash_at: int | None = None) -> None:
         """Rewrite history.npz, training_state.json and last_epoch.txt from ``state``."""
         atomic_io.write_npz(self.history_file, **state.history_arrays())
-        _maybe_crash(crash_at, 5)
-        atomic_io.write_json(self.state_file, state.to_json())
         _maybe_crash(crash_at, 6)
+        atomic_io.write_json(self.state_file, state.to_json())
+        _maybe_crash(crash_at, 7)
         atomic_io.write_text(self.last_epoch_file, f"{state.epoch}\n")
+        _maybe_crash(crash_at, 8)
 
     def remove_all(self) -> list[Path]:
         removed = []
@@ -310,37 +321,28 @@ def _maybe_crash(crash_at: int | None, step: int) -> None:
         _crash(step)
 
 
-def save_best_model(model, path: Path) -> None:
-    """Write the best model atomically; a failure leaves the previous best intact."""
-    try:
-        with atomic_io.atomic_path(path) as tmp:
-            model.save(tmp)
-    except OSError as error:
-        raise CheckpointError(f"could not write the best model {path} ({error.strerror or error}); "
-                              f"free some space there (or fix its permissions) and rerun") from None
-
-
 def make_checkpoint_callback(store: CheckpointStore, state: TrainingState, best_model_path: Path,
                              critical_section=contextlib.nullcontext):
     """A Keras callback saving the checkpoint set (and the best model) after every epoch.
 
     ``critical_section`` is entered around the writes: the training loop uses it to hold off a
-    Ctrl-C until the set is complete. The callback updates ``state`` in place.
+    Ctrl-C until the set is complete. The callback updates ``state`` in place; ``improved``
+    tells whether the last epoch was a new best, ``save_seconds`` how long each save took.
     """
     import keras
 
     class CheckpointCallback(keras.callbacks.Callback):
+        improved = False
+        save_seconds: list = []  # time spent writing, per epoch (for the overhead benchmark)
+
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self._started
+            saving = time.perf_counter()
             with critical_section():
-                improved = state.record_epoch(epoch + 1, logs or {}, seconds)
-                if improved:
-                    save_best_model(self.model, best_model_path)
-                    _maybe_crash(_crash_point(state.epoch), 0)
-                store.save(self.model, state)
-            self.improved = improved
+                self.improved = state.record_epoch(epoch + 1, logs or {}, saving - self._started)
+                store.save(self.model, state, best_model_path if self.improved else None)
+            self.save_seconds.append(time.perf_counter() - saving)
 
     return CheckpointCallback()

@@ -16,6 +16,7 @@ import csv
 import logging
 import os
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +75,8 @@ def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
         raise DataError(f"{data_dir}: is a file, not a folder; give --data-dir a folder of CSV files")
     found, skipped = [], 0
     for root, folders, names in os.walk(data_dir):
-        hidden = [f for f in folders if f.startswith(".")]
-        skipped += sum(len(files) for _, _, files in (next(os.walk(Path(root) / f), (None, [], [])) for f in hidden))
+        for hidden in (f for f in folders if f.startswith(".")):
+            skipped += sum(len(files) for _, _, files in os.walk(Path(root) / hidden))
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in names:
             path = Path(root) / name
@@ -112,7 +113,10 @@ def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> tup
                  100 * synthetic.positive_fraction, seed)
         log.info("  To train on your own light curves, put CSV files (LABEL, FLUX.1 ... FLUX.N) in %s "
                  "and remove %s, or point --data-dir at them.", data_dir, Path(data_dir) / "synthetic")
-        write_synthetic_dataset(Path(data_dir), synthetic, seed)
+        started = time.perf_counter()
+        written = write_synthetic_dataset(Path(data_dir), synthetic, seed)
+        log.info("  Generated %d curves in %d file%s in %.1f s", synthetic.rows, len(written),
+                 "" if len(written) == 1 else "s", time.perf_counter() - started)
         files, skipped = discover_csv_files(data_dir)
     rows = {}
     for data_file in files:
@@ -171,7 +175,8 @@ def read_header(path: Path, require_labels: bool = True) -> _Header:
         text = first_line.decode("utf-8-sig").strip("\r\n")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text CSV file; save it as CSV (UTF-8) or remove it") from None
-    columns = [c.strip() for c in next(csv.reader([text]))]
+    raw_columns = next(csv.reader([text]))
+    columns = [c.strip() for c in raw_columns]
     if len(columns) == 1:
         for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"), (" ", "spaces")):
             if delimiter in text:
@@ -180,16 +185,18 @@ def read_header(path: Path, require_labels: bool = True) -> _Header:
     if duplicates:
         raise DataError(f"{path}: duplicate column names {', '.join(duplicates[:5])} in the header; "
                         "give every column a unique name")
-    labels = [c for c in columns if c.upper() == "LABEL"]
+    # Names as written (Arrow selects by them), matched after stripping spaces.
+    labels = [raw for raw, name in zip(raw_columns, columns) if name.upper() == "LABEL"]
     if require_labels and not labels:
         raise DataError(f"{path}: no LABEL column in the header (found {', '.join(columns[:3])}, ...); "
                         "add a LABEL column: 2 = planet host, 1 = not")
-    numbered = sorted(((int(m.group(1)), c) for c in columns if (m := FLUX_COLUMN.match(c))))
+    numbered = sorted((int(m.group(1)), raw) for raw, name in zip(raw_columns, columns)
+                      if (m := FLUX_COLUMN.match(name)))
     if not numbered:
         raise DataError(f"{path}: no flux columns named FLUX.1 ... FLUX.N in the header; "
                         "name the flux columns FLUX.1, FLUX.2, ...")
-    flux = [c for _, c in numbered]
-    ignored = [c for c in columns if c not in flux and c not in labels]
+    flux = [raw for _, raw in numbered]
+    ignored = [name for raw, name in zip(raw_columns, columns) if raw not in flux and raw not in labels]
     return _Header(label=labels[0] if labels else None, flux=flux, ignored=ignored)
 
 
@@ -206,9 +213,9 @@ def _locate_bad_cell(path: Path, column: str, dtype_name: str) -> DataError:
                          & ~values.str.strip().str.lower().isin(["", "nan", "na", "n/a", "null", "inf", "-inf"]).to_numpy())
     if bad.size:
         row = int(bad[0])
-        return DataError(f"{path}: line {row + 2}, column {column}: {values.iloc[row]!r} is not a number; "
+        return DataError(f"{path}: line {row + 2}, column {column.strip()}: {values.iloc[row]!r} is not a number; "
                          "fix or remove that row")
-    return DataError(f"{path}: column {column} has values that are not {dtype_name} numbers; fix them")
+    return DataError(f"{path}: column {column.strip()} has values that are not {dtype_name} numbers; fix them")
 
 
 def _read_table(path: Path, header: _Header):
@@ -238,12 +245,14 @@ def _read_table(path: Path, header: _Header):
         match = re.search(r"In CSV column #(\d+)", message)
         if match and "conversion error" in message:
             # Arrow numbers the file's columns; map back to the name.
-            all_columns = next(csv.reader([open(path, encoding="utf-8-sig").readline().strip("\r\n")]))
-            column = all_columns[int(match.group(1))].strip()
-            raise _locate_bad_cell(path, column, "float") from None
+            with open(path, encoding="utf-8-sig") as handle:
+                all_columns = next(csv.reader([handle.readline().strip("\r\n")]))
+            raise _locate_bad_cell(path, all_columns[int(match.group(1))], "float") from None
         raise DataError(f"{path}: not a valid CSV file ({message.splitlines()[0][:160]}); check the file") from None
     except OSError as error:
         raise _unreadable(path, error) from None
+    except pa.ArrowException as error:
+        raise DataError(f"{path}: cannot parse it as CSV ({str(error).splitlines()[0][:160]}); check the file") from None
     if bad_rows:
         row = bad_rows[0]
         number = row.number if row.number is not None else _line_number_of(path, row.text)

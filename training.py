@@ -188,6 +188,40 @@ def reset_random_state(model, seed: int, epoch: int) -> int:
     return len(generators)
 
 
+class EpochRunner:
+    """One epoch of training whose batch order and dropout masks depend only on (seed, epoch).
+
+    The training arrays become tensors once; each epoch gets its own dataset, gathering batches
+    in that epoch's order, so nothing prefetched for one epoch can leak into another.
+    """
+
+    def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int):
+        import tensorflow as tf
+
+        self.rows, self.batch_size, self.seed = len(y_train), batch_size, seed
+        self.class_weights = class_weights(y_train)
+        self.inputs = tf.constant(x_train)
+        self.targets = tf.constant(y_train.astype(np.float32)[:, None])
+        self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
+        self.validation = tf.data.Dataset.from_tensor_slices(
+            (x_val, y_val.astype(np.float32)[:, None])).batch(batch_size)
+
+    def batches(self, epoch: int):
+        import tensorflow as tf
+
+        def gather(rows):
+            return tf.gather(self.inputs, rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
+
+        order = epoch_order(self.seed, epoch, self.rows)
+        return tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size).map(gather).prefetch(2)
+
+    def run(self, model, epoch: int, callbacks: list, verbose: int = 0):
+        """Train epoch ``epoch`` (counted from 0) and validate; returns the Keras History."""
+        reset_random_state(model, self.seed, epoch)
+        return model.fit(self.batches(epoch), validation_data=self.validation, initial_epoch=epoch, epochs=epoch + 1,
+                         callbacks=callbacks, verbose=verbose, shuffle=False)
+
+
 class InterruptGuard:
     """SIGINT/SIGTERM handling: raise Interrupted at once, or right after a checkpoint write."""
 
@@ -267,7 +301,7 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
         Interrupted: on Ctrl-C / SIGTERM (after the last completed epoch is safely saved).
         CheckpointError: if a checkpoint cannot be written.
     """
-    import tensorflow as tf
+    import keras
 
     model, state, store = prepared.model, prepared.state, prepared.store
     config, seed, total = settings.training, settings.seed, settings.training.epochs
@@ -283,33 +317,26 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
         state.resumed_after.append(state.epoch)
     log.info("Starting from epoch: %d/%d", state.epoch + 1, total)
 
-    x_train, y_train = data.inputs("train"), data.labels("train").astype(np.float32)
-    weights = class_weights(data.labels("train"))
+    runner = EpochRunner(data.inputs("train"), data.labels("train"), data.inputs("val"), data.labels("val"),
+                         config.batch_size, seed)
     log.info("Training on %d curves (%d planet hosts), validating on %d; class weights %.2f (non-host) / %.2f (host)",
-             len(y_train), int(y_train.sum()), len(data.labels("val")), weights[0], weights[1])
-    inputs = tf.constant(x_train)
-    targets = tf.constant(y_train[:, None])
-    sample_weights = tf.constant(weights[data.labels("train").astype(np.int64)].astype(np.float32))
-    validation = tf.data.Dataset.from_tensor_slices(
-        (data.inputs("val"), data.labels("val").astype(np.float32)[:, None])).batch(config.batch_size)
+             runner.rows, int(data.labels("train").sum()), len(data.labels("val")), *runner.class_weights)
+    first_batch = []
 
-    def batches(order):
-        return (tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size)
-                .map(lambda rows: (tf.gather(inputs, rows), tf.gather(targets, rows), tf.gather(sample_weights, rows)))
-                .prefetch(2))
+    def announce_first_batch(batch, logs=None):
+        if not first_batch:
+            first_batch.append(batch)
+            log.info("First training batch of this run started")
 
     with InterruptGuard() as guard:
         checkpoint = make_checkpoint_callback(store, state, settings.paths.best_model_file, guard.critical)
-        callbacks = [checkpoint]
+        callbacks = [checkpoint, keras.callbacks.LambdaCallback(on_train_batch_begin=announce_first_batch)]
         interactive = sys.stdout.isatty()
         if interactive:
             callbacks.append(_progress_bar(total))
         try:
             for epoch in range(state.epoch, total):
-                reset_random_state(model, seed, epoch)
-                model.fit(batches(epoch_order(seed, epoch, len(y_train))), validation_data=validation, shuffle=False,
-                          initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
-                          verbose=1 if interactive else 0)
+                runner.run(model, epoch, callbacks, verbose=1 if interactive else 0)
                 log.info(_epoch_line(state, total, checkpoint.improved))
                 if _stopped_early(state, config):
                     log.info("Early stopping: no better val_auc in %d epochs (best %.4f at epoch %d)",
@@ -330,20 +357,19 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
 def status_report(checkpoint_dir: Path, total_epochs: int) -> list[str]:
     """Lines describing training progress, read from the checkpoint without TensorFlow."""
     store = CheckpointStore(checkpoint_dir)
-    state = None
+    state, lines = None, []
     for path in (store.model_file, store.previous_file):
         if path.exists():
             try:
                 state = read_state_from_model_file(path)
                 break
             except CheckpointDamaged as damage:
-                lines = [f"{path}: damaged ({damage})"]
+                lines.append(f"{path}: damaged ({damage})")
     if state is None:
         if store.model_file.exists() or store.previous_file.exists():
             return lines + ["No usable checkpoint; a training run will say what to do."]
         return [f"No checkpoint in {checkpoint_dir}: training has not started (or was reset)."]
-    lines = [f"Checkpoint: {checkpoint_dir}",
-             f"Last completed epoch: {state.epoch}/{total_epochs}"]
+    lines += [f"Checkpoint: {checkpoint_dir}", f"Last completed epoch: {state.epoch}/{total_epochs}"]
     if state.best_value is not None:
         lines.append(f"Best {state.monitor}: {state.best_value:.4f} at epoch {state.best_epoch}")
     last = {name: values[-1] for name, values in state.history.items()}

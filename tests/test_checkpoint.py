@@ -57,6 +57,17 @@ def test_save_writes_the_set_and_restore_reads_it_back(tmp_path, model):
     assert path == store.model_file and state.epoch == 3 and state.best_value == pytest.approx(0.8)
 
 
+def test_best_model_is_a_copy_of_its_epochs_checkpoint(tmp_path, model):
+    store = CheckpointStore(tmp_path / "checkpoints")
+    best = tmp_path / "models" / "best.keras"
+    state = _state_after(1)
+    store.save(model, state, best)
+    assert best.read_bytes() == store.model_file.read_bytes()
+    state.record_epoch(2, {"loss": 0.4, "val_auc": 0.1}, 0.5)  # worse: best stays at epoch 1
+    store.save(model, state, None)
+    assert read_state_from_model_file(best).epoch == 1
+
+
 def test_record_epoch_tracks_best_and_rejects_gaps():
     state = TrainingState()
     assert state.record_epoch(1, {"val_auc": 0.7}, 1.0)

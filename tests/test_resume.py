@@ -115,7 +115,8 @@ def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, t
 
 
 # (epoch, step) for each crashing run, and the epoch the next run must start from.
-CRASH_CHAIN = [((1, 0), 1), ((1, 1), 1), ((2, 2), 2), ((2, 3), 2), ((2, 4), 3), ((3, 5), 4), ((4, 6), 5)]
+CRASH_CHAIN = [((1, 1), 1), ((1, 2), 1), ((1, 3), 1), ((2, 4), 2), ((2, 5), 3), ((3, 6), 4), ((4, 7), 5),
+               ((5, 8), 6)]
 
 
 def test_crash_after_every_step_of_a_save_resumes_correctly(reference, tiny_data, tmp_path):
