@@ -16,20 +16,17 @@ from typing import Iterator
 
 import numpy as np
 
+from errors import TrainerError
+
 TEMPORARY_MARK = ".tmp-"
 
 
-def fsync_directory(folder: Path) -> None:
-    """Make a rename or unlink inside ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class FolderBusy(TrainerError):
+    """Another process is writing the same folder."""
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a file that another library wrote and closed."""
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes, or a folder's renames and unlinks, durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,7 +41,8 @@ def temporary_path(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` atomically.
+    """Yield a temporary path to write; when the block ends, the file is fsynced and replaces
+    ``path`` atomically, and the folder is fsynced.
 
     For writers that insist on a file name (``model.save``). The temporary file is removed if
     the block raises, so a failed write never disturbs the file already at ``path``.
@@ -54,23 +52,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = temporary_path(path)
     try:
         yield tmp
-        fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    fsync_directory(path.parent)
+    fsync_path(path.parent)
 
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator:
-    """Open a temporary file for writing; on success flush, fsync and move it onto ``path``."""
+    """Open a temporary file for writing; once closed, it is fsynced and moved onto ``path``."""
     with atomic_path(path) as tmp:
         with open(tmp, mode) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 def write_text(path: Path, text: str) -> None:
@@ -86,6 +82,35 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     """Uncompressed ``.npz``: these float arrays barely compress, and loading stays a plain read."""
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
+    """Hold an advisory lock on ``folder`` (``.lock`` inside it) for the block.
+
+    Two trainers writing one checkpoint folder would overwrite each other's checkpoints; the
+    second one stops instead. The kernel drops the lock when the process dies, even by kill -9.
+
+    Raises:
+        FolderBusy: another process holds the lock.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise FolderBusy(f"{folder} is in use by {owner} ({what}); wait for it to finish, stop it, "
+                             f"or give this run another --checkpoint-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        yield
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -190,7 +190,7 @@ class CheckpointStore:
                 with open(tmp, "r+b") as handle:
                     handle.truncate(tmp.stat().st_size // 2)
                 _crash(1)
-            atomic_io.fsync_file(tmp)
+            atomic_io.fsync_path(tmp)
             _maybe_crash(crash_at, 2)
             if best_model_file is not None:
                 # A copy of the bytes just written: the model is serialised once per epoch.
@@ -201,7 +201,7 @@ class CheckpointStore:
                 os.replace(self.model_file, self.previous_file)
             _maybe_crash(crash_at, 4)
             os.replace(tmp, self.model_file)
-            atomic_io.fsync_directory(self.folder)
+            atomic_io.fsync_path(self.folder)
             _maybe_crash(crash_at, 5)
             self.write_views(state, crash_at)
         except OSError as error:
@@ -267,7 +267,7 @@ class CheckpointStore:
         if path == self.previous_file:
             # Make the good set the current one, so the next save's rename keeps it as previous.
             os.replace(self.previous_file, self.model_file)
-            atomic_io.fsync_directory(self.folder)
+            atomic_io.fsync_path(self.folder)
             path = self.model_file
         self._repair_views(state)
         return path, state

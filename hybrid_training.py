@@ -80,9 +80,10 @@ def run(settings) -> None:
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
     if data is None:
+        step = time.perf_counter()
         curves = load_light_curves(files, settings.preprocessing)
         log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
-                 time.perf_counter() - started)
+                 time.perf_counter() - step)
 
     announce(3, "Augmenting")
     if data is None:
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
             evaluation.predict(settings)
         else:
-            run(settings)
+            with atomic_io.exclusive_folder(settings.paths.checkpoint_dir, "a training run"):
+                run(settings)
     except TrainerError as error:
         log.error("ERROR: %s", error)
         return error.exit_code

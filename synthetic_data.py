@@ -413,7 +413,7 @@ def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) 
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from atomic_io import fsync_directory, fsync_file
+    from atomic_io import fsync_path
 
     curves = generate_light_curves(config.rows, seed, config.positive_fraction)
     data_dir = Path(data_dir)
@@ -434,11 +434,11 @@ def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) 
             handle.write((",".join(names) + "\n").encode())
             pa_csv.write_csv(pa.Table.from_arrays(columns, names=names), handle,
                              pa_csv.WriteOptions(include_header=False))
-        fsync_file(path)
+        fsync_path(path)
         written.append(final / path.name)
-    fsync_directory(staging)
+    fsync_path(staging)
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
-    fsync_directory(data_dir)
+    fsync_path(data_dir)
     return written

@@ -165,14 +165,16 @@ def test_changed_settings_stop_before_training_and_leave_the_checkpoint(referenc
     _, config, _ = reference
     workdir = make_workdir(tmp_path, tiny_data)
     assert run_trainer(workdir, "--config", str(config), "--epochs", "1").returncode == 0
-    before = {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir() if p.suffix != ".npz"}
+    before = {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()
+              if p.suffix != ".npz" and p.name != ".lock"}
     changed = config.parent / "changed.json"
     changed.write_text(config.read_text().replace('"lstm_units": 8', '"lstm_units": 16'))
     result = run_trainer(workdir, "--config", str(changed), "--epochs", "2")
     assert result.returncode == 2
     assert "model.lstm_units: 8 -> 16" in result.stdout and "--fresh" in result.stdout
     assert "Starting from epoch" not in result.stdout
-    assert {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir() if p.suffix != ".npz"} == before
+    assert {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()
+              if p.suffix != ".npz" and p.name != ".lock"} == before
     fresh = run_trainer(workdir, "--config", str(changed), "--epochs", "1", "--fresh")
     assert fresh.returncode == 0, fresh.stdout
     assert "--fresh: removed" in fresh.stdout and "model_checkpoint.keras" in fresh.stdout
@@ -207,3 +209,14 @@ def test_status_reads_progress_without_tensorflow_or_changes(reference):
     assert "Best val_auc" in result.stdout and "Average epoch time" in result.stdout
     assert "no tensorflow" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in (ref / "checkpoints").iterdir()} == before
+
+
+def test_a_second_trainer_on_the_same_checkpoint_folder_stops(tiny_data, tmp_path, tiny_config):
+    from atomic_io import exclusive_folder
+
+    workdir = make_workdir(tmp_path, tiny_data)
+    with exclusive_folder(workdir / "checkpoints", "a test"):
+        result = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1")
+    assert result.returncode == 2
+    assert f"process {os.getpid()}" in result.stdout and "another --checkpoint-dir" in result.stdout
+    assert not (workdir / "checkpoints" / "training_data.npz").exists()
