@@ -31,7 +31,7 @@ import atomic_io  # noqa: E402
 import data_cache  # noqa: E402
 from augmentation import split_and_augment  # noqa: E402
 from datasets import find_datasets, load_light_curves  # noqa: E402
-from errors import TrainerError  # noqa: E402
+from errors import Interrupted, TrainerError  # noqa: E402
 from settings import SettingsError, parse_settings  # noqa: E402
 
 log = logging.getLogger("hybrid_training")
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with atomic_io.exclusive_folder(settings.paths.checkpoint_dir, "a training run"):
                 run(settings)
+    except Interrupted as interrupt:
+        log.warning("%s", interrupt)
+        return interrupt.exit_code
     except TrainerError as error:
         log.error("ERROR: %s", error)
         return error.exit_code

@@ -38,7 +38,7 @@ import numpy as np
 
 from checkpoint_callback import (CheckpointError, CheckpointStore, TrainingState, make_checkpoint_callback,
                                  read_state_from_model_file, CheckpointDamaged)
-from errors import TrainerError
+from errors import Interrupted, TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,6 @@ class TrainingConfig:
 
 class SettingsChanged(TrainerError):
     """The checkpoint was made with other settings than this run's."""
-
-
-class Interrupted(TrainerError):
-    """Ctrl-C or SIGTERM: the message says how to resume."""
-
-    def __init__(self, signum: int, message: str = ""):
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 128 + signum
 
 
 def training_fingerprint(model_config, training_config: TrainingConfig, seed: int, data_fingerprint: dict) -> dict:
@@ -344,10 +335,12 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
                     break
         except (Interrupted, KeyboardInterrupt) as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
+            saved = {0: "No epoch was completed yet", 1: "Epoch 1 is saved"}.get(
+                state.epoch, f"Epochs 1-{state.epoch} are saved")
             raise Interrupted(signum, (
-                f"Interrupted ({signal.Signals(signum).name}) during epoch {state.epoch + 1}. "
-                f"Epochs 1-{state.epoch} are saved in {settings.paths.checkpoint_dir}. "
-                f"Rerun the same command to resume from epoch {state.epoch + 1}.")) from None
+                f"Interrupted ({signal.Signals(signum).name}) during epoch {state.epoch + 1}. {saved} in "
+                f"{settings.paths.checkpoint_dir}. Rerun the same command to resume from epoch {state.epoch + 1}."
+            )) from None
     log.info("Training finished: %d epochs; best val_auc %.4f at epoch %d, saved as %s",
              state.epoch, state.best_value if state.best_value is not None else float("nan"),
              state.best_epoch, settings.paths.best_model_file)
