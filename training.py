@@ -81,8 +81,9 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(before, dict) and isinstance(after, dict):
             changes += _differences(before, after, f"{prefix}{key}.")
         elif before != after:
-            label = "data (files or preprocessing)" if key == "data" else f"{prefix}{key}"
-            changes.append(f"{label}: {before} -> {after}" if key != "data" else label)
+            # The data entry is a digest: name it, its two hex values say nothing.
+            changes.append("data (files or preprocessing settings)" if key == "data" and not prefix
+                           else f"{prefix}{key}: {before} -> {after}")
     return changes
 
 
