@@ -205,7 +205,10 @@ class EpochRunner:
             return tf.gather(self.inputs, rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
         order = epoch_order(self.seed, epoch, self.rows)
-        return tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size).map(gather).prefetch(2)
+        # Parallel gathers keep both cores busy (about 1.3x the samples/s of a serial map,
+        # bench/training_throughput.py); tf.data keeps their order (deterministic by default).
+        return (tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
     def run(self, model, epoch: int, callbacks: list, verbose: int = 0):
         """Train epoch ``epoch`` (counted from 0) and validate; returns the Keras History."""

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Data throughput: CSV files to the cached, preprocessed split, against a plain pandas.read_csv.
+
+Writes the built-in data set at the seed's scale (default 32,000 curves in 16 files, about
+640 MB), then, alternating, times (a) the trainer's stages 1-4 in-process: discover, load,
+split and augment, preprocess, write checkpoints/training_data.npz; (b) ``pandas.read_csv`` of
+the same files with its default engine, which only parses. Medians of the repetitions.
+
+    python3 bench/data_throughput.py
+    python3 bench/data_throughput.py --rows 3000 --files 4 --repeats 2   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import machine, write_result
+
+
+def pipeline_seconds(data: Path, cache: Path) -> float:
+    import data_cache
+    from augmentation import SplitConfig, split_and_augment
+    from datasets import discover_csv_files, load_light_curves
+    from preprocessing import PreprocessingConfig
+
+    started = time.perf_counter()
+    files, _ = discover_csv_files(data)
+    config, split_config = PreprocessingConfig(), SplitConfig()
+    curves = load_light_curves(files, config)
+    splits = split_and_augment(curves.flux, curves.label, split_config, seed=42)
+    fingerprint = data_cache.make_fingerprint([f.identity() for f in files], config, split_config, 42)
+    data_cache.save(cache, data_cache.build(curves, splits, fingerprint, config))
+    return time.perf_counter() - started
+
+
+def pandas_seconds(data: Path) -> float:
+    import pandas as pd
+
+    started = time.perf_counter()
+    for path in sorted(data.rglob("*.csv")):
+        pd.read_csv(path)
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=32000)
+    parser.add_argument("--files", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from synthetic_data import SyntheticConfig, write_synthetic_dataset
+
+    ours, plain = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "data"
+        write_synthetic_dataset(data, SyntheticConfig(rows=args.rows, files=args.files), seed=1)
+        megabytes = sum(p.stat().st_size for p in data.rglob("*.csv")) / 1e6
+        for repeat in range(args.repeats):
+            for variant in ("ours", "pandas") if repeat % 2 == 0 else ("pandas", "ours"):
+                if variant == "ours":
+                    ours.append(pipeline_seconds(data, Path(folder) / "cache" / "training_data.npz"))
+                else:
+                    plain.append(pandas_seconds(data))
+    result = {"rows": args.rows, "files": args.files, "megabytes": megabytes, "repeats": args.repeats,
+              "pipeline_seconds": ours, "pandas_read_csv_seconds": plain,
+              "median_pipeline_seconds": float(np.median(ours)), "median_pandas_seconds": float(np.median(plain)),
+              "pipeline_mb_per_s": megabytes / float(np.median(ours)),
+              "pandas_mb_per_s": megabytes / float(np.median(plain)),
+              "ratio_pipeline_to_pandas_time": float(np.median(ours) / np.median(plain)), "machine": machine()}
+    print(f"{megabytes:.0f} MB in {args.files} CSV files, {args.rows} curves")
+    print(f"{'':44}{'median (s)':>12}{'MB/s':>10}")
+    print(f"{'CSV -> cache (load, split, preprocess, save)':44}{result['median_pipeline_seconds']:12.1f}"
+          f"{result['pipeline_mb_per_s']:10.1f}")
+    print(f"{'pandas.read_csv only (default engine)':44}{result['median_pandas_seconds']:12.1f}"
+          f"{result['pandas_mb_per_s']:10.1f}")
+    print(f"time ratio pipeline / plain read_csv: {result['ratio_pipeline_to_pandas_time']:.2f}; {result['machine']}")
+    print(f"written to {write_result('data_throughput', result)}")
+
+
+if __name__ == "__main__":
+    main()
