@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from errors import TrainerError
 from preprocessing import MAD_TO_SIGMA
@@ -70,6 +69,9 @@ def stratified_split(label: np.ndarray, config: SplitConfig, seed: int) -> dict[
     Raises:
         SplitError: when a class has too few rows to appear in every split.
     """
+    # Imported here: settings.py imports this module, and --status should not load scikit-learn.
+    from sklearn.model_selection import train_test_split
+
     index = np.arange(label.size)
     holdout = config.validation_fraction + config.test_fraction
     for value, name in ((1, "planet hosts"), (0, "non-hosts")):

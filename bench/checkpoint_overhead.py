@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine, preprocessed_synthetic, write_result
+from common import machine, train_and_validation, write_result
 
 
 def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir: Path):
@@ -57,8 +57,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    x, y = preprocessed_synthetic(args.rows + args.rows // 5)
-    x_train, y_train, x_val, y_val = x[:args.rows], y[:args.rows], x[args.rows:], y[args.rows:]
+    x_train, y_train, x_val, y_val = train_and_validation(args.rows)
     times = {"without": [], "with": []}
     saves = []
     with tempfile.TemporaryDirectory() as folder:

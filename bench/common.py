@@ -37,6 +37,12 @@ def preprocessed_synthetic(rows: int, seed: int = 42):
     return preprocess(curves.flux.astype("float32"), PreprocessingConfig()), (curves.label == 2).astype("int8")
 
 
+def train_and_validation(rows: int):
+    """(x_train, y_train, x_val, y_val): ``rows`` training curves and a fifth as many for validation."""
+    x, y = preprocessed_synthetic(rows + rows // 5)
+    return x[:rows], y[:rows], x[rows:], y[rows:]
+
+
 def write_result(name: str, result: dict) -> Path:
     from atomic_io import write_json
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from common import machine, preprocessed_synthetic, write_result
+from common import machine, train_and_validation, write_result
 
 
 def ours(x, y, x_val, y_val, epochs):
@@ -69,8 +69,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    x, y = preprocessed_synthetic(args.rows + args.rows // 5)
-    x_train, y_train, x_val, y_val = x[:args.rows], y[:args.rows], x[args.rows:], y[args.rows:]
+    x_train, y_train, x_val, y_val = train_and_validation(args.rows)
     times = {"ours": [], "plain": []}
     for repeat in range(args.repeats):
         for variant in ("ours", "plain") if repeat % 2 == 0 else ("plain", "ours"):
