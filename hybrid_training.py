@@ -38,7 +38,7 @@ log = logging.getLogger("hybrid_training")
 STAGES = 7
 
 
-def setup_logging(log_file, argv: list[str], resuming: bool) -> None:
+def setup_logging(log_file, argv: list[str], mode: str) -> None:
     """Console (messages only) and the appended log file (with times); one header line per run."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -55,7 +55,7 @@ def setup_logging(log_file, argv: list[str], resuming: bool) -> None:
         root.addHandler(handler)
         handler.stream.write(f"\n===== {datetime.datetime.now().isoformat(timespec='seconds')} "
                              f"python3 {shlex.join(['hybrid_training.py', *argv])} "
-                             f"({'resuming from checkpoint' if resuming else 'no checkpoint'}) =====\n")
+                             f"({mode}) =====\n")
     # Keras and absl log through logging too; keep their warnings, not their info.
     for noisy in ("absl", "tensorflow", "keras"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -137,7 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from checkpoint_callback import CheckpointStore
 
-    setup_logging(settings.paths.log_file, argv, CheckpointStore(settings.paths.checkpoint_dir).model_file.exists())
+    if settings.predict:
+        mode = "predicting"
+    elif settings.fresh:
+        mode = "fresh start (--fresh)"
+    elif CheckpointStore(settings.paths.checkpoint_dir).model_file.exists():
+        mode = "resuming from checkpoint"
+    else:
+        mode = "no checkpoint"
+    setup_logging(settings.paths.log_file, argv, mode)
     try:
         if settings.predict:
             import evaluation
