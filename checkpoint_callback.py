@@ -332,8 +332,10 @@ def make_checkpoint_callback(store: CheckpointStore, state: TrainingState, best_
     import keras
 
     class CheckpointCallback(keras.callbacks.Callback):
-        improved = False
-        save_seconds: list = []  # time spent writing, per epoch (for the overhead benchmark)
+        def __init__(self):
+            super().__init__()
+            self.improved = False
+            self.save_seconds = []  # time spent writing, per epoch (for the overhead benchmark)
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()

@@ -92,7 +92,7 @@ def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
     return sorted(found, key=lambda f: f.name), skipped
 
 
-def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> tuple[list[DataFile], dict[str, int]]:
+def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> list[DataFile]:
     """Stage [1/7]: the CSV files to train on, generating the built-in data set if there are none.
 
     Args:
@@ -102,7 +102,7 @@ def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> tup
         known_rows: row counts by file identity from the cache, to avoid rereading files.
 
     Returns:
-        (files, data rows of each file by name).
+        The files, in discovery order; each is listed in the log with its row count and size.
     """
     files, skipped = discover_csv_files(data_dir)
     if not files:
@@ -126,7 +126,7 @@ def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> tup
     log.info("Found %d CSV file%s in %s (%d rows)%s", len(files), "" if len(files) == 1 else "s", data_dir,
              sum(rows.values()), f"; skipped {skipped} hidden or non-CSV file{'s' if skipped != 1 else ''}"
              if skipped else "")
-    return files, rows
+    return files
 
 
 def count_data_rows(path: Path) -> int:

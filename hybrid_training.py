@@ -72,8 +72,8 @@ def run(settings) -> None:
     started = time.perf_counter()
 
     announce(1, "Discovering datasets")
-    files, _ = find_datasets(paths.data_dir, settings.synthetic, settings.seed,
-                             data_cache.known_row_counts(paths.cache_file))
+    files = find_datasets(paths.data_dir, settings.synthetic, settings.seed,
+                          data_cache.known_row_counts(paths.cache_file))
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed)
 

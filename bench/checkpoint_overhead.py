@@ -41,7 +41,6 @@ def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir:
         store = CheckpointStore(workdir / "checkpoints")
         store.remove_all()
         callbacks.append(make_checkpoint_callback(store, TrainingState(), workdir / "models" / "best.keras"))
-        callbacks[0].save_seconds = []
     seconds = []
     for epoch in range(epochs):
         started = time.perf_counter()

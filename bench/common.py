@@ -43,6 +43,13 @@ def train_and_validation(rows: int):
     return x[:rows], y[:rows], x[rows:], y[rows:]
 
 
+def trainer_command(run: Path, data: Path, *args: str) -> list[str]:
+    """``hybrid_training.py`` with every folder (and the log) inside ``run``, reading ``data``."""
+    return [sys.executable, str(ROOT / "hybrid_training.py"), "--data-dir", str(data),
+            "--checkpoint-dir", str(run / "checkpoints"), "--models-dir", str(run / "models"),
+            "--results-dir", str(run / "results"), "--log-file", str(run / "log.txt"), *args]
+
+
 def write_result(name: str, result: dict) -> Path:
     from atomic_io import write_json
 

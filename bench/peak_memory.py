@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import resource
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, machine, write_result
+from common import machine, trainer_command, write_result
 
 
 def main():
@@ -35,11 +34,8 @@ def main():
         write_synthetic_dataset(run / "data", SyntheticConfig(rows=args.rows, files=16 if args.rows >= 1600 else 1),
                                 seed=1)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        completed = subprocess.run(
-            [sys.executable, str(ROOT / "hybrid_training.py"), "--data-dir", str(run / "data"),
-             "--checkpoint-dir", str(run / "checkpoints"), "--models-dir", str(run / "models"),
-             "--results-dir", str(run / "results"), "--log-file", str(run / "log.txt"), "--epochs", str(args.epochs)],
-            capture_output=True, text=True)
+        completed = subprocess.run(trainer_command(run, run / "data", "--epochs", str(args.epochs)),
+                                   capture_output=True, text=True)
         if completed.returncode != 0:
             raise SystemExit(f"trainer failed:\n{completed.stdout[-2000:]}")
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, write_result
+from common import machine, trainer_command, write_result
 
 
 def main():
@@ -34,11 +33,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder)
         started = time.perf_counter()
-        completed = subprocess.run(
-            [sys.executable, str(ROOT / "hybrid_training.py"), "--data-dir", str(run / "data"),
-             "--checkpoint-dir", str(run / "checkpoints"), "--models-dir", str(run / "models"),
-             "--results-dir", str(run / "results"), "--log-file", str(run / "log.txt"), "--epochs", str(args.epochs)],
-            capture_output=True, text=True)
+        completed = subprocess.run(trainer_command(run, run / "data", "--epochs", str(args.epochs)),
+                                   capture_output=True, text=True)
         wall = time.perf_counter() - started
         if completed.returncode != 0:
             raise SystemExit(f"trainer failed:\n{completed.stdout[-2000:]}")

@@ -16,14 +16,13 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, machine, write_result
+from common import machine, trainer_command, write_result
 
 MARKER = "First training batch of this run started"
 
@@ -56,11 +55,8 @@ def main():
         for repeat in range(args.repeats):
             run = Path(folder) / f"run{repeat}"
             run.mkdir()
-            command = [sys.executable, str(ROOT / "hybrid_training.py"), "--data-dir", str(data),
-                       "--checkpoint-dir", str(run / "checkpoints"), "--models-dir", str(run / "models"),
-                       "--results-dir", str(run / "results"), "--log-file", str(run / "log.txt")]
-            cold.append(seconds_to_first_batch(command + ["--epochs", "1"], run))
-            warm.append(seconds_to_first_batch(command + ["--epochs", "2"], run))
+            cold.append(seconds_to_first_batch(trainer_command(run, data, "--epochs", "1"), run))
+            warm.append(seconds_to_first_batch(trainer_command(run, data, "--epochs", "2"), run))
             shutil.rmtree(run)
     result = {"rows": args.rows, "repeats": args.repeats, "cold_start_seconds": cold, "resume_seconds": warm,
               "median_cold_start_seconds": float(np.median(cold)), "median_resume_seconds": float(np.median(warm)),
