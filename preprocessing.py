@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,24 +265,56 @@ def clip_and_compress(normalised: np.ndarray, upper_clip: float, compress_scale:
     return compress_scale * np.arcsinh(clipped / compress_scale)
 
 
-def preprocess(flux: np.ndarray, config: PreprocessingConfig, chunk_rows: int = 2048) -> np.ndarray:
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | None = None,
+               chunk_rows: int = 128, workers: int | None = None) -> np.ndarray:
     """Detrend, normalise, clip and compress each curve; the model's input.
+
+    Rows are processed in chunks on a pool of threads (numpy and scipy release the GIL in
+    their loops); each row's result is independent of the chunking and the thread count.
 
     Args:
         flux: [rows, sequence_length] array without NaN (as loaded), any units.
         config: the preprocessing settings.
-        chunk_rows: rows processed at once, bounding the float64 temporaries' memory.
+        out: float32 array [rows, sequence_length, 1] to write into; it may share memory with a
+            float32 ``flux`` (each chunk is read before it is overwritten), which preprocesses
+            in place. A new array when None.
+        chunk_rows: rows per chunk: small enough for the float64 temporaries to stay in the
+            CPU caches (128 rows: 1.6x faster than 2048, and 0.6 GB less memory;
+            ``bench/preprocess_speed.py``).
+        workers: threads; the CPU cores available to this process when None.
 
     Returns:
-        float32 array [rows, sequence_length, 1].
+        ``out``, filled.
     """
     flux = np.asarray(flux)
     if flux.ndim != 2 or flux.shape[1] != config.sequence_length:
         raise ValueError(f"expected curves of shape [rows, {config.sequence_length}], got {flux.shape}")
-    out = np.empty(flux.shape + (1,), dtype=np.float32)
-    for start in range(0, flux.shape[0], chunk_rows):
+    if out is None:
+        out = np.empty(flux.shape + (1,), dtype=np.float32)
+    elif out.shape != flux.shape + (1,) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {flux.shape + (1,)}, got {out.dtype} {out.shape}")
+
+    def one_chunk(start: int) -> None:
         block = flux[start:start + chunk_rows].astype(np.float64)
         residual = block - robust_trend(block, config)
         out[start:start + chunk_rows, :, 0] = clip_and_compress(
             robust_normalise(residual), config.upper_clip, config.compress_scale)
+
+    starts = range(0, flux.shape[0], chunk_rows)
+    workers = workers or available_cores()
+    if workers == 1 or len(starts) == 1:
+        for start in starts:
+            one_chunk(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(one_chunk, starts):  # re-raises a chunk's exception here
+                pass
     return out

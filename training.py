@@ -10,9 +10,13 @@ an epoch depends on is either saved or a pure function of (seed, epoch):
     dropout masks                                    every Keras SeedGenerator state is set from
                                                      (seed, epoch) before the epoch (their state is
                                                      not saved in .keras files)
-Each epoch is one ``model.fit(..., initial_epoch=e, epochs=e + 1)`` call on a dataset built for
-that epoch: Keras prefetches the next epoch's batches before epoch callbacks run, so an order
-changed from a callback could leak into the wrong epoch; here no dataset outlives its epoch.
+The whole run is one ``model.fit(..., initial_epoch=first, epochs=last)`` call, as in a plain
+Keras script, on one dataset that yields the epochs' batches back to back, each epoch in its own
+order: Keras may prefetch the next epoch's batches while the checkpoint is written, and they
+are the right ones because the order comes from (seed, epoch) inside the dataset, never from a
+callback. (A fit call per epoch instead cost up to 0.7 s per epoch tearing down the input
+pipeline; ``bench/training_throughput.py``.) A callback resets the dropout seeds at the start
+of each epoch, before its first step.
 TensorFlow's op determinism is switched on, so CPU kernels give the same bits every run.
 
 Interrupts. Ctrl-C (SIGINT) or SIGTERM stops at once, except while a checkpoint is being
@@ -180,42 +184,99 @@ def reset_random_state(model, seed: int, epoch: int) -> int:
     return len(generators)
 
 
-class EpochRunner:
-    """One epoch of training whose batch order and dropout masks depend only on (seed, epoch).
+def shared_tensor(array: np.ndarray):
+    """(tensor, array): a TensorFlow tensor and a NumPy array holding the same buffer.
 
-    The training arrays become tensors once; each epoch gets its own dataset, gathering batches
-    in that epoch's order, so nothing prefetched for one epoch can leak into another.
+    ``tf.constant`` copies, and was measured to hold a second, transient copy too; DLPack shares
+    the memory instead, but TensorFlow needs 64-byte aligned buffers, which NumPy does not
+    promise: an array that is not aligned (or not writable) is copied once into one that is.
+    Neither side may be written to afterwards.
+    """
+    import tensorflow as tf
+
+    array = np.ascontiguousarray(array)
+    if array.ctypes.data % 64 or not array.flags.writeable:
+        buffer = np.empty(array.nbytes + 64, dtype=np.uint8)
+        start = -buffer.ctypes.data % 64
+        aligned = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+        aligned[...] = array
+        array = aligned
+    return tf.experimental.dlpack.from_dlpack(array.__dlpack__()), array
+
+
+class EpochRunner:
+    """Training whose batch order and dropout masks depend only on (seed, epoch).
+
+    The training and validation curves are shared with TensorFlow once (``train_inputs`` and
+    ``val_inputs`` are the NumPy arrays behind the tensors). ``fit`` trains a range of epochs in
+    one Keras fit call on a dataset built for exactly those epochs.
     """
 
     def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int):
         import tensorflow as tf
 
         self.rows, self.batch_size, self.seed = len(y_train), batch_size, seed
+        self.steps_per_epoch = -(-self.rows // batch_size)
         self.class_weights = class_weights(y_train)
-        self.inputs = tf.constant(x_train)
+        self.inputs, self.train_inputs = shared_tensor(x_train)
         self.targets = tf.constant(y_train.astype(np.float32)[:, None])
         self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
-        self.validation = tf.data.Dataset.from_tensor_slices(
-            (x_val, y_val.astype(np.float32)[:, None])).batch(batch_size)
+        self.val_tensor, self.val_inputs = shared_tensor(x_val)
+        self.val_targets = tf.constant(y_val.astype(np.float32)[:, None])
+        self.val_rows = len(y_val)
+        self.options = tf.data.Options()
+        # tf.data's default graph rewrites serialise the tensors a pipeline captures into its
+        # graph: a full copy of the curves (+0.35 GB at 26,000 curves, measured). Keras turns
+        # them off for its own array inputs too.
+        self.options.experimental_optimization.apply_default_optimizations = False
 
-    def batches(self, epoch: int):
+    def validation(self):
+        """The validation batches, in order, sliced from the shared tensor (from_tensor_slices
+        would copy it)."""
         import tensorflow as tf
+
+        def take(batch):
+            start = batch * self.batch_size
+            index = tf.range(start, tf.minimum(start + self.batch_size, self.val_rows))
+            return tf.gather(self.val_tensor, index), tf.gather(self.val_targets, index)
+
+        return (tf.data.Dataset.range(-(-self.val_rows // self.batch_size)).map(take)
+                .prefetch(tf.data.AUTOTUNE).with_options(self.options))
+
+    def batches(self, first_epoch: int, last_epoch: int):
+        """The batches of epochs ``first_epoch`` to ``last_epoch - 1`` (counted from 0), in order."""
+        import tensorflow as tf
+
+        def orders():
+            for epoch in range(first_epoch, last_epoch):
+                yield epoch_order(self.seed, epoch, self.rows)
 
         def gather(rows):
             return tf.gather(self.inputs, rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
-        order = epoch_order(self.seed, epoch, self.rows)
-        # Parallel gathers keep both cores busy (faster than a serial map side by side at 4,000
-        # curves; bench/training_throughput.py shows no clear gain yet); tf.data keeps their
-        # order (deterministic by default), so resume stays bit-identical.
-        return (tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)
-                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        # Each epoch is batched on its own, so its last (short) batch never mixes with the next
+        # epoch's rows. Parallel gathers keep both cores busy; tf.data keeps their order
+        # (deterministic by default), so a resumed run sees the same batches.
+        return (tf.data.Dataset.from_generator(orders, output_signature=tf.TensorSpec([self.rows], tf.int64))
+                .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size))
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(self.options))
 
-    def run(self, model, epoch: int, callbacks: list, verbose: int = 0):
-        """Train epoch ``epoch`` (counted from 0) and validate; returns the Keras History."""
-        reset_random_state(model, self.seed, epoch)
-        return model.fit(self.batches(epoch), validation_data=self.validation, initial_epoch=epoch, epochs=epoch + 1,
-                         callbacks=callbacks, verbose=verbose, shuffle=False)
+    def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):
+        """Train epochs ``first_epoch + 1`` to ``last_epoch`` (counted from 1), validating after each.
+
+        Returns the Keras History. A callback that sets ``model.stop_training`` ends it early.
+        """
+        import keras
+
+        seed = self.seed
+
+        class ResetRandomState(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                reset_random_state(self.model, seed, epoch)
+
+        return model.fit(self.batches(first_epoch, last_epoch), steps_per_epoch=self.steps_per_epoch,
+                         validation_data=self.validation(), initial_epoch=first_epoch, epochs=last_epoch,
+                         callbacks=[ResetRandomState(), *callbacks], verbose=verbose, shuffle=False)
 
 
 class InterruptGuard:
@@ -268,19 +329,6 @@ def check_disk_space(folder: Path, model) -> None:
                               f"{(set_size + DISK_HEADROOM_BYTES) / 1e6:.0f} MB: free some space and rerun")
 
 
-def _progress_bar(total_epochs: int):
-    import keras
-
-    class EpochProgbar(keras.callbacks.ProgbarLogger):
-        """Keras' progress bar, showing the run's epoch count instead of one-epoch fit calls'."""
-
-        def set_params(self, params):
-            super().set_params(params)
-            self.epochs = total_epochs
-
-    return EpochProgbar()
-
-
 def _epoch_line(state: TrainingState, total: int, improved: bool) -> str:
     last = {name: values[-1] for name, values in state.history.items()}
     shown = " - ".join(f"{name} {last[name]:.4f}" for name in
@@ -315,29 +363,39 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
 
     runner = EpochRunner(data.inputs("train"), data.labels("train"), data.inputs("val"), data.labels("val"),
                          config.batch_size, seed)
+    # The runner's tensors share their buffers with (aligned copies of) these arrays; pointing
+    # the data at them keeps one copy of each (0.34 GB for training at the seed's scale).
+    data.splits["train"].flux, data.splits["val"].flux = runner.train_inputs, runner.val_inputs
     log.info("Training on %d curves (%d planet hosts), validating on %d; class weights %.2f (non-host) / %.2f (host)",
              runner.rows, int(data.labels("train").sum()), len(data.labels("val")), *runner.class_weights)
-    first_batch = []
 
-    def announce_first_batch(batch, logs=None):
-        if not first_batch:
-            first_batch.append(batch)
-            log.info("First training batch of this run started")
+    class RunLog(keras.callbacks.Callback):
+        """The first batch, then after each checkpoint the epoch's line; stops early when due."""
+
+        def __init__(self):
+            super().__init__()
+            self.started = False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if not self.started:
+                self.started = True
+                log.info("First training batch of this run started")
+
+        def on_epoch_end(self, epoch, logs=None):
+            log.info(_epoch_line(state, total, checkpoint.improved))
+            if _stopped_early(state, config):
+                log.info("Early stopping: no better val_auc in %d epochs (best %.4f at epoch %d)",
+                         config.early_stopping_patience, state.best_value, state.best_epoch)
+                self.model.stop_training = True
 
     with InterruptGuard() as guard:
         checkpoint = make_checkpoint_callback(store, state, settings.paths.best_model_file, guard.critical)
-        callbacks = [checkpoint, keras.callbacks.LambdaCallback(on_train_batch_begin=announce_first_batch)]
         interactive = sys.stdout.isatty()
-        if interactive:
-            callbacks.append(_progress_bar(total))
+        # Keras' progress bar, placed so it finishes its line before the epoch's log line.
+        progress = [keras.callbacks.ProgbarLogger()] if interactive else []
         try:
-            for epoch in range(state.epoch, total):
-                runner.run(model, epoch, callbacks, verbose=1 if interactive else 0)
-                log.info(_epoch_line(state, total, checkpoint.improved))
-                if _stopped_early(state, config):
-                    log.info("Early stopping: no better val_auc in %d epochs (best %.4f at epoch %d)",
-                             config.early_stopping_patience, state.best_value, state.best_epoch)
-                    break
+            runner.fit(model, state.epoch, total, [checkpoint, *progress, RunLog()],
+                       verbose=1 if interactive else 0)
         except (Interrupted, KeyboardInterrupt) as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             saved = {0: "No epoch was completed yet", 1: "Epoch 1 is saved"}.get(

@@ -5,8 +5,8 @@ Two figures: the ratio of the median epoch times (side by side, alternating, so 
 spells of the machine hit both; still noisy at the 1 % level), and the time the callback itself
 spends saving, timed inside it, as a share of the median plain epoch (precise).
 
-Both variants run the trainer's own epoch loop (training.EpochRunner) on the same data, with the
-same model and seed, alternating within each repetition; the callback variant writes the full
+Both variants run the trainer's own training loop (training.EpochRunner) on the same data, with
+the same model and seed, alternating within each repetition; the callback variant writes the full
 checkpoint set every epoch and the best model every time validation AUC improves. The first epoch
 of each run (tracing) is left out. Reports the median epoch time of each and their ratio.
 
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import machine, train_and_validation, write_result
+from common import epoch_clock, machine, train_and_validation, write_result
 
 
 def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir: Path):
@@ -41,12 +40,9 @@ def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir:
         store = CheckpointStore(workdir / "checkpoints")
         store.remove_all()
         callbacks.append(make_checkpoint_callback(store, TrainingState(), workdir / "models" / "best.keras"))
-    seconds = []
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        runner.run(model, epoch, callbacks)
-        seconds.append(time.perf_counter() - started)
-    return seconds[1:], (callbacks[0].save_seconds[1:] if callbacks else [])
+    clock = epoch_clock()
+    runner.fit(model, 0, epochs, [*callbacks, clock])
+    return clock.seconds[1:], (callbacks[0].save_seconds[1:] if callbacks else [])
 
 
 def main():

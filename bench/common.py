@@ -43,6 +43,36 @@ def train_and_validation(rows: int):
     return x[:rows], y[:rows], x[rows:], y[rows:]
 
 
+def epoch_clock():
+    """A Keras callback whose ``seconds`` lists each epoch's wall time, start to next start.
+
+    Start to start (the last: to the end of training) counts everything an epoch costs:
+    training, validation, every callback, and any input-pipeline set-up or teardown between.
+    """
+    import time
+
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.starts, self.seconds = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._tick()
+
+        def on_train_end(self, logs=None):
+            self._tick()
+
+        def _tick(self):
+            now = time.perf_counter()
+            if self.starts:
+                self.seconds.append(now - self.starts[-1])
+            self.starts.append(now)
+
+    return EpochClock()
+
+
 def trainer_command(run: Path, data: Path, *args: str) -> list[str]:
     """``hybrid_training.py`` with every folder (and the log) inside ``run``, reading ``data``."""
     return [sys.executable, str(ROOT / "hybrid_training.py"), "--data-dir", str(data),

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Run every benchmark, then print the README's "Performance" table from their results.
+
+    python3 bench/run_all.py            # quick check, small sizes (about 10 minutes on 2 cores)
+    python3 bench/run_all.py --full     # the default sizes, the seed's scale (about an hour)
+    python3 bench/run_all.py --table    # only print the table from results/bench/*.json
+
+Each script runs in its own process, one after another (never two at once: they time the
+machine), and writes ``results/bench/<name>.json``; the table is built from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from common import ROOT
+
+QUICK = {
+    "checkpoint_overhead": ["--rows", "2000", "--epochs", "3"],
+    "resume_latency": ["--rows", "2000"],
+    "data_throughput": ["--rows", "2000", "--files", "4"],
+    "training_throughput": ["--rows", "2000", "--epochs", "3"],
+    "peak_memory": ["--rows", "2000"],
+    "quality": ["--epochs", "5", "--test-rows", "1000", "--repeats", "1"],
+    "preprocess_speed": ["--rows", "1000"],
+}
+
+
+# Curves at which each target is set (the seed's scale); smaller runs are checks, not verdicts.
+SEED_SCALE = {"checkpoint_overhead": 22668, "resume_latency": 32000, "data_throughput": 32000,
+              "training_throughput": 22668, "peak_memory": 32383}
+# The default run's scores on unseen curves before the speed-ups (bench/quality.py, same seeds).
+QUALITY_BEFORE = {"roc_auc": 0.753, "pr_auc": 0.276}
+
+
+def table(results: dict) -> list[str]:
+    """Markdown rows: what, measured, side-by-side baseline, target, met, command."""
+    def command(name):
+        return f"`python3 bench/{name}.py`"
+
+    def met(name, ok):
+        if results[name]["rows"] < SEED_SCALE[name]:
+            return "n/a (small size)"
+        return "yes" if ok else "no"
+
+    rows = ["| Benchmark | Measured | Side by side | Target | Met | Sizes |",
+            "|---|---|---|---|---|---|"]
+    if "checkpoint_overhead" in results:
+        r = results["checkpoint_overhead"]
+        rows.append(f"| Checkpoint overhead ({command('checkpoint_overhead')}) | save {r['median_save_seconds']:.3f} s "
+                    f"= {r['save_percent_of_epoch']:.2f} % of an epoch | epoch with/without callback "
+                    f"{r['ratio']:.3f}x | <= 0.5 % | {met('checkpoint_overhead', r['save_percent_of_epoch'] <= 0.5)} | "
+                    f"{r['rows']} training curves |")
+    if "resume_latency" in results:
+        r = results["resume_latency"]
+        rows.append(f"| Resume latency ({command('resume_latency')}) | {r['median_resume_seconds']:.1f} s to the "
+                    f"first batch | cold start {r['median_cold_start_seconds']:.1f} s "
+                    f"({r['ratio_resume_to_cold']:.2f}x) | <= 5 s | "
+                    f"{met('resume_latency', r['median_resume_seconds'] <= 5)} | {r['rows']} curves |")
+    if "data_throughput" in results:
+        r = results["data_throughput"]
+        rows.append(f"| Data throughput ({command('data_throughput')}) | {r['median_pipeline_seconds']:.1f} s, "
+                    f"{r['pipeline_mb_per_s']:.1f} MB/s CSV to cache | pandas.read_csv alone "
+                    f"{r['median_pandas_seconds']:.1f} s ({r['ratio_pipeline_to_pandas_time']:.2f}x its time) | "
+                    f"<= 60 s | {met('data_throughput', r['median_pipeline_seconds'] <= 60)} | "
+                    f"{r['megabytes']:.0f} MB, {r['files']} files, {r['rows']} curves |")
+    if "training_throughput" in results:
+        r = results["training_throughput"]
+        rate = r["samples_per_second"]
+        rows.append(f"| Training throughput ({command('training_throughput')}) | {rate['ours']:.0f} samples/s | "
+                    f"plain model.fit {rate['plain']:.0f} samples/s ({r['ratio_ours_to_plain']:.3f}x) | >= 0.98x | "
+                    f"{met('training_throughput', r['ratio_ours_to_plain'] >= 0.98)} | {r['rows']} training curves |")
+    if "peak_memory" in results:
+        r = results["peak_memory"]
+        rows.append(f"| Peak memory ({command('peak_memory')}) | {r['peak_rss_gb']:.2f} GB, whole run | plain Keras "
+                    f"script {r['plain_keras_peak_rss_gb']:.2f} GB ({r['ratio']:.2f}x) | <= 2 GB | "
+                    f"{met('peak_memory', r['peak_rss_gb'] <= 2)} | {r['rows']} curves, "
+                    f"{r['training_rows_with_augmentation']} training rows |")
+    if "quality" in results:
+        r = results["quality"]
+        unseen, own = r["other_seed_test"], r["own_test_split"]
+        holds = ("n/a (short run)" if r["test_rows"] < 5000 or r["epochs_trained"] < 10 else
+                 "yes" if all(unseen[k] >= v - 0.0005 for k, v in QUALITY_BEFORE.items()) else "no")
+        rows.append(f"| Quality ({command('quality')}) | unseen seed {r['test_seed']}: ROC AUC {unseen['roc_auc']:.3f}, "
+                    f"PR AUC {unseen['pr_auc']:.3f}, recall@P0.9 {unseen['recall_at_precision_0.9']:.3f}; best epoch "
+                    f"{r['best_epoch']} of {r['epochs_trained']}, {r['wall_seconds']:.0f} s | own test split: ROC AUC "
+                    f"{own['roc_auc']:.3f}, PR AUC {own['pr_auc']:.3f} | no worse than before the speed-ups (ROC AUC "
+                    f"{QUALITY_BEFORE['roc_auc']}, PR AUC {QUALITY_BEFORE['pr_auc']}) | {holds} | "
+                    f"default run, {r['test_rows']} unseen curves |")
+    if "preprocess_speed" in results:
+        r = results["preprocess_speed"]
+        best = max(r["settings"], key=lambda s: s["speed_ratio"])
+        rows.append(f"| Preprocessing ({command('preprocess_speed')}) | {best['curves_per_second']:.0f} curves/s "
+                    f"({best['chunk_rows']} rows x {best['workers']} threads) | 2048 rows x 1 thread: "
+                    f"{best['speed_ratio']:.2f}x faster | - | - | {r['rows']} curves |")
+    machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
+    for described in sorted(machines):
+        rows.append("")
+        rows.append(f"Machine: {described}")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="default sizes (the seed's scale)")
+    parser.add_argument("--table", action="store_true", help="only print the table from results/bench")
+    parser.add_argument("--only", nargs="*", choices=list(QUICK), help="run just these")
+    args = parser.parse_args()
+
+    names = args.only or list(QUICK)
+    if not args.table:
+        for name in names:
+            command = [sys.executable, str(ROOT / "bench" / f"{name}.py"), *([] if args.full else QUICK[name])]
+            print(f"\n=== {' '.join(command[1:])}", flush=True)
+            started = time.perf_counter()
+            subprocess.run(command, check=True)
+            print(f"=== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    results = {}
+    for name in QUICK:
+        path = ROOT / "results" / "bench" / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    print()
+    print("\n".join(table(results)))
+
+
+if __name__ == "__main__":
+    main()
