@@ -6,8 +6,10 @@ it, with TensorFlow's op determinism on, one fit call whose dataset gives each e
 (seed, epoch) batch order and a callback that resets the dropout seeds each epoch (everything
 exact resume needs except the checkpoint, which bench/checkpoint_overhead.py measures);
 (b) ``model.fit(x, y, batch_size=32, shuffle=True, epochs=N)`` with the same class weights and
-op determinism off. Samples per second from each epoch's wall time (start to next start) over
-the epochs after the first (tracing); medians; the variants alternate within each repetition.
+op determinism off (TensorFlow cannot switch it off again once on, so every run is a fresh
+process on the same saved arrays). Samples per second from each epoch's wall time (start to
+next start) over the epochs after the first (tracing); medians; the variants alternate within
+each repetition.
 
     python3 bench/training_throughput.py                 # 22,668 training curves
     python3 bench/training_throughput.py --rows 2000     # quick
@@ -16,6 +18,11 @@ the epochs after the first (tracing); medians; the variants alternate within eac
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +51,6 @@ def plain(x, y, x_val, y_val, epochs):
     from model import ModelConfig, build_model
     from training import class_weights
 
-    tf.config.experimental.disable_op_determinism()
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(), x.shape[1])
     weights = class_weights(y)
@@ -55,19 +61,38 @@ def plain(x, y, x_val, y_val, epochs):
     return clock.seconds[1:]
 
 
+def child(variant: str, arrays: Path, epochs: int) -> None:
+    """Run one variant on the saved arrays; print its epoch seconds as JSON."""
+    with np.load(arrays, allow_pickle=False) as saved:
+        x, y, x_val, y_val = (saved[k] for k in ("x", "y", "x_val", "y_val"))
+    print(json.dumps((ours if variant == "ours" else plain)(x, y, x_val, y_val, epochs)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=22668, help="training curves (default: the seed's 22,668)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run, the first is not counted")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=("ours", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--arrays", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.child, args.arrays, args.epochs)
+        return
 
-    x_train, y_train, x_val, y_val = train_and_validation(args.rows)
     times = {"ours": [], "plain": []}
-    for repeat in range(args.repeats):
-        for variant in ("ours", "plain") if repeat % 2 == 0 else ("plain", "ours"):
-            run = ours if variant == "ours" else plain
-            times[variant] += run(x_train, y_train, x_val, y_val, args.epochs)
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = Path(folder) / "arrays.npz"
+        x_train, y_train, x_val, y_val = train_and_validation(args.rows)
+        np.savez(arrays, x=x_train, y=y_train, x_val=x_val, y_val=y_val)
+        del x_train, x_val
+        for repeat in range(args.repeats):
+            for variant in ("ours", "plain") if repeat % 2 == 0 else ("plain", "ours"):
+                completed = subprocess.run([sys.executable, __file__, "--child", variant, "--arrays", str(arrays),
+                                            "--epochs", str(args.epochs)], capture_output=True, text=True)
+                if completed.returncode != 0:
+                    raise SystemExit(f"{variant} run failed:\n{completed.stderr[-2000:]}")
+                times[variant] += json.loads(completed.stdout.strip().splitlines()[-1])
     rate = {k: args.rows / float(np.median(v)) for k, v in times.items()}
     result = {"rows": args.rows, "epochs_per_run": args.epochs, "repeats": args.repeats,
               "epoch_seconds": times, "samples_per_second": rate, "ratio_ours_to_plain": rate["ours"] / rate["plain"],

@@ -220,3 +220,27 @@ def test_a_second_trainer_on_the_same_checkpoint_folder_stops(tiny_data, tmp_pat
     assert result.returncode == 2
     assert f"process {os.getpid()}" in result.stdout and "another --checkpoint-dir" in result.stdout
     assert not (workdir / "checkpoints" / "training_data.npz").exists()
+
+
+def test_early_stopping_ends_the_fit_at_the_patience_and_a_rerun_goes_to_evaluation(tiny_data, tmp_path):
+    import json
+
+    from conftest import TINY_CONFIG
+
+    workdir = make_workdir(tmp_path, tiny_data)
+    config = workdir / "patient.json"
+    config.write_text(json.dumps(TINY_CONFIG | {"training": {"early_stopping_patience": 1}}))
+    result = run_trainer(workdir, "--config", str(config), "--epochs", "12")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with np.load(workdir / "checkpoints" / "history.npz") as history:
+        val_auc, epochs = history["val_auc"], history["epoch"].tolist()
+    # Where a patience of one must stop: the first epoch whose val_auc is not a new best.
+    best = np.maximum.accumulate(val_auc)
+    not_better = [e for e in range(1, len(val_auc)) if not val_auc[e] > best[e - 1]]
+    assert not_better, f"val_auc rose every epoch {val_auc}; the test needs a run that stops"
+    assert epochs == list(range(1, not_better[0] + 2))
+    assert "Early stopping: no better val_auc in 1 epochs" in result.stdout
+    assert (workdir / "checkpoints" / "last_epoch.txt").read_text().strip() == str(len(epochs))
+    rerun = run_trainer(workdir, "--config", str(config), "--epochs", "12")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "Training already finished: stopped early" in rerun.stdout and "[7/7] Evaluating" in rerun.stdout
