@@ -14,9 +14,8 @@ The whole run is one ``model.fit(..., initial_epoch=first, epochs=last)`` call, 
 Keras script, on one dataset that yields the epochs' batches back to back, each epoch in its own
 order: Keras may prefetch the next epoch's batches while the checkpoint is written, and they
 are the right ones because the order comes from (seed, epoch) inside the dataset, never from a
-callback. (A fit call per epoch instead cost up to 0.7 s per epoch tearing down the input
-pipeline; ``bench/training_throughput.py``.) A callback resets the dropout seeds at the start
-of each epoch, before its first step.
+callback. (A fit call per epoch cost up to 0.7 s per epoch tearing its input pipeline down.)
+A callback resets the dropout seeds at the start of each epoch, before its first step.
 TensorFlow's op determinism is switched on, so CPU kernels give the same bits every run.
 
 Interrupts. Ctrl-C (SIGINT) or SIGTERM stops at once, except while a checkpoint is being
@@ -43,6 +42,7 @@ import numpy as np
 from checkpoint_callback import (CheckpointError, CheckpointStore, TrainingState, make_checkpoint_callback,
                                  read_state_from_model_file, CheckpointDamaged)
 from errors import Interrupted, TrainerError
+from preprocessing import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -188,17 +188,16 @@ def shared_tensor(array: np.ndarray):
     """(tensor, array): a TensorFlow tensor and a NumPy array holding the same buffer.
 
     ``tf.constant`` copies, and was measured to hold a second, transient copy too; DLPack shares
-    the memory instead, but TensorFlow needs 64-byte aligned buffers, which NumPy does not
-    promise: an array that is not aligned (or not writable) is copied once into one that is.
+    the memory instead, but TensorFlow needs 64-byte aligned buffers: an array that is not
+    aligned (or not writable) is copied once into one that is (the cache loads aligned ones).
     Neither side may be written to afterwards.
     """
     import tensorflow as tf
 
-    array = np.ascontiguousarray(array)
-    if array.ctypes.data % 64 or not array.flags.writeable:
-        buffer = np.empty(array.nbytes + 64, dtype=np.uint8)
-        start = -buffer.ctypes.data % 64
-        aligned = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    from data_cache import aligned_empty
+
+    if array.ctypes.data % 64 or not array.flags.writeable or not array.flags.c_contiguous:
+        aligned = aligned_empty(array.shape, array.dtype)
         aligned[...] = array
         array = aligned
     return tf.experimental.dlpack.from_dlpack(array.__dlpack__()), array
@@ -224,6 +223,12 @@ class EpochRunner:
         self.val_tensor, self.val_inputs = shared_tensor(x_val)
         self.val_targets = tf.constant(y_val.astype(np.float32)[:, None])
         self.val_rows = len(y_val)
+        # Fixed parallelism, no autotuning: the autotuner's thread sleeps for intervals that
+        # grow to a minute, and tearing a pipeline down waits for it to wake (measured: 2 to
+        # 39 s after early stopping, 0.7 s per epoch when each epoch had its own pipeline).
+        self.options = tf.data.Options()
+        self.options.autotune.enabled = False
+        self.parallel_gathers = available_cores()
 
     def validation(self):
         """The validation batches, in order, gathered from the shared tensor."""
@@ -234,7 +239,8 @@ class EpochRunner:
             index = tf.range(start, tf.minimum(start + self.batch_size, self.val_rows))
             return tf.gather(self.val_tensor, index), tf.gather(self.val_targets, index)
 
-        return tf.data.Dataset.range(-(-self.val_rows // self.batch_size)).map(take).prefetch(tf.data.AUTOTUNE)
+        return (tf.data.Dataset.range(-(-self.val_rows // self.batch_size)).map(take).prefetch(2)
+                .with_options(self.options))
 
     def batches(self, first_epoch: int, last_epoch: int):
         """The batches of epochs ``first_epoch`` to ``last_epoch - 1`` (counted from 0), in order."""
@@ -251,7 +257,7 @@ class EpochRunner:
         orders = np.stack([epoch_order(self.seed, epoch, self.rows) for epoch in range(first_epoch, last_epoch)])
         return (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
                 .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size))
-                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+                .map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2).with_options(self.options))
 
     def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):
         """Train epochs ``first_epoch + 1`` to ``last_epoch`` (counted from 1), validating after each.

@@ -3,8 +3,9 @@
 
 Writes the built-in data set (default 32,383 curves: a 70 % training split of 22,668 curves, the
 seed's scale), runs ``hybrid_training.py --epochs 2`` on it in a child process (all seven
-stages), and reads the child's peak resident set size (the kernel's high-water mark), with the
-peak of each stage from samples of its resident size every 50 ms. The baseline, run the same
+stages), and reads the child's peak resident set size (the kernel's high-water mark, VmHWM,
+read every 50 ms; rusage's ru_maxrss would also count the parent's memory at the fork), with
+the peak of each stage from the same samples. The baseline, run the same
 way: a plain Keras script that loads the same preprocessed arrays from the trainer's cache and
 calls ``model.fit(x, y, batch_size=32, shuffle=True)`` then ``model.predict`` on the test split:
 the least a script training this model on these arrays needs. Medians of the repetitions.
@@ -33,23 +34,25 @@ STAGE = re.compile(r"^\[(\d)/7\] (.+)$")
 
 
 def child_peak(command: list[str]) -> tuple[int, dict[str, int]]:
-    """(peak RSS in bytes, sampled peak RSS of each announced stage) of one child process.
+    """(peak RSS in bytes, peak RSS of each announced stage) of one child process.
 
-    The peak is the kernel's high-water mark for that child (``wait4``); the stage peaks come
-    from its resident size sampled every 50 ms, split at the "[n/7] ..." lines it prints.
+    Both from the child's /proc status sampled every 50 ms: VmHWM, the kernel's high-water mark
+    of its resident memory since its exec, and VmRSS, split at the "[n/7] ..." lines it prints.
     """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    stage, stages, done = ["start-up"], {}, threading.Event()
+    stage, stages, peak, done = ["start-up"], {}, [0], threading.Event()
 
     def sample():
         while not done.is_set():
             try:
-                with open(f"/proc/{process.pid}/statm") as handle:
-                    resident = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                with open(f"/proc/{process.pid}/status") as handle:
+                    fields = dict(line.split(":", 1) for line in handle if line.startswith(("VmHWM", "VmRSS")))
+                resident = int(fields["VmRSS"].split()[0]) * 1024
+                peak[0] = max(peak[0], int(fields["VmHWM"].split()[0]) * 1024)
                 stages[stage[0]] = max(stages.get(stage[0], 0), resident)
-            except (OSError, ValueError, IndexError):
-                pass
+            except (OSError, ValueError, KeyError):
+                pass  # not started yet, or gone
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -60,13 +63,12 @@ def child_peak(command: list[str]) -> tuple[int, dict[str, int]]:
         match = STAGE.match(line.strip())
         if match:
             stage[0] = f"[{match.group(1)}/7] {match.group(2)}"
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.wait()
     done.set()
     sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"{command[1]} failed ({process.returncode}):\n{''.join(output)[-2000:]}")
-    return usage.ru_maxrss * 1024, stages
+    return max(peak[0], *stages.values()), stages
 
 
 def plain_child(cache: Path, epochs: int) -> None:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from augmentation import SplitConfig, augment_hosts, split_and_augment, stratified_split
 from conftest import make_workdir, random_curves, run_trainer, write_csv
@@ -86,3 +87,24 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     with np.load(cache, allow_pickle=False) as archive:
         assert len(archive["y_test"]) > 0
     assert csv.exists()
+
+
+def test_stored_npz_reads_what_np_load_reads_into_aligned_buffers(tmp_path):
+    from data_cache import StoredNpz
+
+    arrays = {"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "text": np.array('{"a": 1}'),
+              "names": np.array(["a.csv", "sub/b.csv"]), "empty": np.zeros((0, 5), np.int8)}
+    np.savez(tmp_path / "a.npz", **arrays)
+    with StoredNpz(tmp_path / "a.npz") as archive:
+        for name, expected in arrays.items():
+            got = archive[name]
+            assert got.dtype == expected.dtype and got.shape == expected.shape and np.array_equal(got, expected)
+            assert got.ctypes.data % 64 == 0, name
+        with pytest.raises(KeyError):
+            archive["missing"]
+    np.savez_compressed(tmp_path / "compressed.npz", x=arrays["x"])
+    with StoredNpz(tmp_path / "compressed.npz") as archive, pytest.raises(ValueError, match="compressed"):
+        archive["x"]
+    np.savez(tmp_path / "objects.npz", o=np.array([{"a": 1}], dtype=object))
+    with StoredNpz(tmp_path / "objects.npz") as archive, pytest.raises(ValueError, match="object"):
+        archive["o"]
