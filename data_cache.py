@@ -14,15 +14,18 @@ interruption, say) loads this file instead. It holds:
 The fingerprint lists every data file (relative name, size, modification time) and every
 setting that shapes the arrays (preprocessing, split, seed, format version). When any of them
 differs, the cache is rebuilt with one line saying what changed; a damaged file is rebuilt with
-one line saying so. Written atomically; loaded with ``allow_pickle=False``.
+one line saying so. Written atomically; read without pickles (``StoredNpz`` refuses object arrays).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import logging
 import struct
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +81,7 @@ def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> Traini
         inputs = preprocess(flux, config, out=flux.reshape(flux.shape + (1,)) if in_place else None)
         processed[name] = Split(flux=inputs, label=split.label.astype(np.int8), index=split.index.astype(np.int64),
                                 augmented=split.augmented)
+    release_freed_memory()
     test_rows = splits["test"].index
     return TrainingData(splits=processed, raw_test=raw_test, source_test=curves.source[test_rows],
                         line_test=curves.line[test_rows], files=list(curves.files),
@@ -135,6 +139,19 @@ def known_row_counts(path: Path) -> dict[tuple, int]:
         return {}
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed after parsing and preprocessing back to the system.
+
+    glibc keeps freed heap pages for reuse and Arrow's allocator keeps its pool; neither is
+    used again before training, so together they would stay in the run's peak (0.2 GB at the
+    seed's scale). A no-op without glibc or Arrow.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+
+
 def aligned_empty(shape, dtype, alignment: int = 64) -> np.ndarray:
     """An uninitialised C-ordered array whose data starts on an ``alignment``-byte boundary.
 
@@ -144,8 +161,8 @@ def aligned_empty(shape, dtype, alignment: int = 64) -> np.ndarray:
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     buffer = np.empty(size + alignment, dtype=np.uint8)
-    start = -buffer.ctypes.data % alignment
-    return buffer[start:start + size].view(dtype).reshape(shape)
+    # An ndarray over the buffer at an offset (a slice would lose the offset when empty).
+    return np.ndarray(shape, dtype, buffer=buffer, offset=-buffer.ctypes.data % alignment)
 
 
 class StoredNpz:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -403,6 +404,10 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
                 f"Interrupted ({signal.Signals(signum).name}) during epoch {state.epoch + 1}. {saved} in "
                 f"{settings.paths.checkpoint_dir}. Rerun the same command to resume from epoch {state.epoch + 1}."
             )) from None
+    # The input pipelines hold a copy of the curves (tf.data copies captured tensors under op
+    # determinism) and sit in reference cycles: free them before evaluation needs memory.
+    del runner
+    gc.collect()
     log.info("Training finished: %d epochs; best val_auc %.4f at epoch %d, saved as %s",
              state.epoch, state.best_value if state.best_value is not None else float("nan"),
              state.best_epoch, settings.paths.best_model_file)
