@@ -252,9 +252,9 @@ class EpochRunner:
 
         # Every epoch's order, computed up front (4 bytes per curve and epoch): a generator
         # would put a stateful op in the pipeline, and under op determinism tf.data then runs
-        # the whole pipeline serially, without prefetching. Each epoch is
-        # batched on its own, so its last, short batch never mixes with the next epoch's rows.
-        # The parallel gathers keep their order (deterministic by default).
+        # the whole pipeline serially, without prefetching. Each epoch is batched on its own,
+        # so its last, short batch never mixes with the next epoch's rows. The parallel
+        # gathers keep their order (tf.data is deterministic by default).
         orders = np.stack([epoch_order(self.seed, epoch, self.rows) for epoch in range(first_epoch, last_epoch)])
         return (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
                 .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size))
