@@ -18,9 +18,9 @@ callback. (A fit call per epoch cost up to 0.7 s per epoch tearing its input pip
 A callback resets the dropout seeds at the start of each epoch, before its first step.
 TensorFlow's op determinism is switched on, so CPU kernels give the same bits every run.
 
-Interrupts. Ctrl-C (SIGINT) or SIGTERM stops at once, except while a checkpoint is being
-written, which completes first; the last completed epoch stays saved and exit codes are 130 and
-143. A second Ctrl-C exits immediately, which is as safe as a kill: every write is atomic.
+Interrupts. Ctrl-C (SIGINT) or SIGTERM stops at the end of the batch in progress, or, while a
+checkpoint is being written, once it is complete; the last completed epoch stays saved and exit
+codes are 130 and 143. A second Ctrl-C exits immediately, which is as safe as a kill: every write is atomic.
 """
 
 from __future__ import annotations
@@ -279,7 +279,15 @@ class EpochRunner:
 
 
 class InterruptGuard:
-    """SIGINT/SIGTERM handling: raise Interrupted at once, or right after a checkpoint write."""
+    """SIGINT/SIGTERM handling: stop at the next batch, or right after a checkpoint write.
+
+    The handler only records the signal. Raising from it would land in whatever bytecode runs
+    at that instant, and TensorFlow's own code catches and rewraps exceptions there (seen: a
+    TypeError from tf.function's argument binding, exit code 1). ``check`` raises
+    ``Interrupted`` at a clean point instead: the callback from ``callback()`` calls it after
+    every training and validation batch (milliseconds apart), the checkpoint write right after
+    it completes, and the training loop once more when fit returns.
+    """
 
     def __init__(self):
         self.pending: int | None = None
@@ -302,9 +310,26 @@ class InterruptGuard:
             os.write(2, b"\nSecond interrupt - exiting immediately.\n")
             os._exit(128 + signum)
         self.pending = signum
-        if not self.saving:
-            raise Interrupted(signum)
-        os.write(2, b"\nInterrupt received - finishing the checkpoint write first...\n")
+        if self.saving:
+            os.write(2, b"\nInterrupt received - finishing the checkpoint write first...\n")
+
+    def check(self) -> None:
+        if self.pending is not None and not self.saving:
+            raise Interrupted(self.pending)
+
+    def callback(self):
+        import keras
+
+        guard = self
+
+        class StopOnSignal(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                guard.check()
+
+            def on_test_batch_end(self, batch, logs=None):
+                guard.check()
+
+        return StopOnSignal()
 
     @contextlib.contextmanager
     def critical(self):
@@ -313,8 +338,7 @@ class InterruptGuard:
             yield
         finally:
             self.saving = False
-        if self.pending is not None:
-            raise Interrupted(self.pending)
+        self.check()
 
 
 def check_disk_space(folder: Path, model) -> None:
@@ -394,8 +418,9 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
         # Keras' progress bar, placed so it finishes its line before the epoch's log line.
         progress = [keras.callbacks.ProgbarLogger()] if interactive else []
         try:
-            runner.fit(model, state.epoch, total, [checkpoint, *progress, RunLog()],
+            runner.fit(model, state.epoch, total, [guard.callback(), checkpoint, *progress, RunLog()],
                        verbose=1 if interactive else 0)
+            guard.check()  # a signal after the last batch
         except (Interrupted, KeyboardInterrupt) as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             saved = {0: "No epoch was completed yet", 1: "Epoch 1 is saved"}.get(
