@@ -89,14 +89,18 @@ def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> Traini
 
 
 def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int) -> dict:
-    """What the cached arrays depend on; compared key by key on the next run."""
-    return {
+    """What the cached arrays depend on; compared key by key on the next run.
+
+    Made through JSON, as the cache stores it, so tuples in the settings compare as the lists
+    they come back as.
+    """
+    return json.loads(json.dumps({
         "format": CACHE_FORMAT,
         "files": file_identities,
         "preprocessing": dataclasses.asdict(preprocessing),
         "split": dataclasses.asdict(split),
         "seed": seed,
-    }
+    }))
 
 
 def describe_difference(old: dict, new: dict) -> str:

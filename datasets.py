@@ -25,6 +25,7 @@ import numpy as np
 
 from errors import TrainerError
 from preprocessing import PreprocessingConfig, fill_missing, resample_to_length
+from synthetic_data import TRUTH_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
         for name in names:
             path = Path(root) / name
             if name.startswith(".") or path.suffix.lower() != ".csv":
-                skipped += 1
+                # The built-in data's truth beside its CSV is expected, not a skipped file.
+                truth = name.endswith(TRUTH_SUFFIX) and (Path(root) / f"{name[:-len(TRUTH_SUFFIX)]}.csv").exists()
+                skipped += not truth
                 continue
             try:
                 stat = path.stat()

@@ -17,6 +17,7 @@ import numpy as np
 
 import atomic_io
 from errors import TrainerError
+from synthetic_data import CADENCE_DAYS, is_built_in
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,14 @@ def evaluate(settings, data, state) -> dict:
         "confusion_matrix": lambda p: plots.confusion(metrics, p),
         "score_distributions": lambda p: plots.score_distributions(labels, scores, threshold, p),
         "light_curve_gallery": lambda p: plots.gallery(data.raw_test, data.inputs("test")[:, :, 0], labels, scores,
-                                                      threshold, names, p),
+                                                      threshold, names, p, CADENCE_DAYS),
     }, paths.results_dir)
     log.info("Plots written: %s", ", ".join(str(p) for p in written))
+    if settings.synthetic.completeness_rows and is_built_in(paths.data_dir, data.files):
+        import completeness
+
+        completeness.evaluate_built_in(model, settings.preprocessing, threshold, settings.seed,
+                                       settings.synthetic.completeness_rows, paths.results_dir)
     return report
 
 

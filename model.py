@@ -12,6 +12,13 @@ Layer stack for the default settings (input: one preprocessed light curve)::
 
 The convolutions shorten the sequence 64-fold before the LSTM, whose cost grows with the
 sequence length; the LSTM sees about 1.3 days per step, enough to relate transits days apart.
+
+Options, off by default because they did not win when measured side by side (README,
+"Measured"): ``global_pooling`` (global max and average pools beside the LSTM: best validation
+ROC AUC 0.866 -> 0.906, but on unseen curves ROC AUC 0.803 -> 0.800 and twice the
+false-positive rate on diluted eclipsing binaries), and ``convs_per_stage`` > 1 with
+``batch_norm`` (a deeper front end, 2.3 times as long per epoch on 2 cores).
+
 Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``), PR AUC
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop
 (per-sample class weights), not here.
@@ -24,15 +31,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-METRIC_NAMES = ("loss", "accuracy", "auc", "pr_auc", "precision", "recall")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    conv_filters: tuple[int, ...] = (16, 32, 64)
+    conv_filters: tuple[int, ...] = (16, 32, 64)  # one stage each, ending in a max pooling
+    convs_per_stage: int = 1
     kernel_size: int = 7
     pool_size: int = 4
+    batch_norm: bool = False      # batch normalisation after each convolution (then without bias)
     lstm_units: int = 64
+    global_pooling: bool = False  # global max and average pools beside the LSTM
     dense_units: int = 64
     dropout: float = 0.3
     learning_rate: float = 1e-3
@@ -42,7 +49,7 @@ class ModelConfig:
         object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
         if not self.conv_filters or min(self.conv_filters) < 1:
             raise ValueError(f"conv_filters must be a non-empty list of positive sizes, got {list(self.conv_filters)}")
-        for name in ("kernel_size", "pool_size", "lstm_units", "dense_units"):
+        for name in ("convs_per_stage", "kernel_size", "pool_size", "lstm_units", "dense_units"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -67,11 +74,23 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
                          f"{sequence_length} cadences; use fewer conv_filters or a smaller pool_size")
     inputs = keras.Input(shape=(sequence_length, channels), name="light_curve")
     x = inputs
-    for index, filters in enumerate(config.conv_filters, start=1):
-        x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", activation="relu", name=f"conv{index}")(x)
-        x = keras.layers.MaxPooling1D(config.pool_size, name=f"pool{index}")(x)
-    x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
-    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    for stage, filters in enumerate(config.conv_filters, start=1):
+        for number in range(1, config.convs_per_stage + 1):
+            name = f"conv{stage}" + (f"_{number}" if config.convs_per_stage > 1 else "")
+            if config.batch_norm:
+                # The normalisation's shift replaces the convolution's bias.
+                x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", use_bias=False, name=name)(x)
+                x = keras.layers.BatchNormalization(name=f"{name}_norm")(x)
+                x = keras.layers.ReLU(name=f"{name}_relu")(x)
+            else:
+                x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", activation="relu", name=name)(x)
+        x = keras.layers.MaxPooling1D(config.pool_size, name=f"pool{stage}")(x)
+    features = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
+    if config.global_pooling:
+        features = keras.layers.Concatenate(name="features")([
+            features, keras.layers.GlobalMaxPooling1D(name="strongest")(x),
+            keras.layers.GlobalAveragePooling1D(name="typical")(x)])
+    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(features)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="planet_probability")(x)
     model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")

@@ -110,8 +110,15 @@ def score_distributions(labels: np.ndarray, scores: np.ndarray, threshold: float
 
 
 def gallery(raw: np.ndarray, processed: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
-            names: list[str], path: Path, per_group: int = 3) -> None:
-    """True positives, false positives and false negatives: raw and preprocessed side by side."""
+            names: list[str], path: Path, cadence_days: float, per_group: int = 3) -> None:
+    """True positives, false positives and false negatives: raw, preprocessed, and folded.
+
+    Time is in days from the first cadence. The third column folds the preprocessed curve at
+    the period a box least squares search finds in it (``transit_search``), binned, with the
+    transit at phase 0: where the search locks on to the transits, they add up there.
+    """
+    import transit_search
+
     predicted = scores >= threshold
     groups = [("true positive", np.flatnonzero(predicted & (labels == 1)), -1),
               ("false positive", np.flatnonzero(predicted & (labels == 0)), -1),
@@ -120,17 +127,79 @@ def gallery(raw: np.ndarray, processed: np.ndarray, labels: np.ndarray, scores: 
             for index in members[np.argsort(order * scores[members])][:per_group]]
     if not rows:
         rows = [("highest score", int(np.argmax(scores)))]
-    fig, axes = plt.subplots(len(rows), 2, figsize=(14, 2.2 * len(rows)), squeeze=False)
-    for (title, index), (left, right) in zip(rows, axes):
-        left.plot(raw[index], color="black", linewidth=0.5)
+    shown = np.array([index for _, index in rows])
+    found = transit_search.search(processed[shown], cadence_days)
+    days = np.arange(raw.shape[1]) * cadence_days
+    fig, axes = plt.subplots(len(rows), 3, figsize=(18, 2.3 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [2, 2, 1]})
+    for number, ((title, index), (left, middle, right)) in enumerate(zip(rows, axes)):
+        colour = HOST_COLOUR if labels[index] == 1 else TRAIN_COLOUR
+        left.plot(days, raw[index], color="black", linewidth=0.5)
         left.set_title(f"{title}: {names[index]} (p = {scores[index]:.3f}) - as loaded", fontsize=9)
         left.set_ylabel("flux (file units)", fontsize=8)
-        right.plot(processed[index], color=HOST_COLOUR if labels[index] == 1 else TRAIN_COLOUR, linewidth=0.5)
-        right.set_title("preprocessed: detrended, in units of its noise", fontsize=9)
+        middle.plot(days, processed[index], color=colour, linewidth=0.5)
+        middle.set_title("preprocessed: detrended, in units of its noise", fontsize=9)
+        middle.set_ylabel("sigma", fontsize=8)
+        period, epoch, duration = found.period[number], found.epoch[number], found.duration[number]
+        phase, flux = transit_search.fold(processed[index], period, epoch, cadence_days)
+        hours = 24.0 * phase
+        right.plot(hours, flux, ".", color=OTHER_COLOUR, markersize=1.5)
+        width = min(max(3.0 * 24.0 * duration, 6.0), 12.0 * period)  # hours; at most half the period
+        edges = np.linspace(-width, width, 41)
+        which = np.digitize(hours, edges)
+        centres = [(edges[b - 1] + edges[b]) / 2 for b in range(1, edges.size) if (which == b).any()]
+        means = [flux[which == b].mean() for b in range(1, edges.size) if (which == b).any()]
+        right.plot(centres, means, color=colour, linewidth=1.2)
+        right.set_xlim(-width, width)
+        right.set_title(f"folded at P = {period:.3f} d found (SDE {found.sde[number]:.1f})", fontsize=9)
         right.set_ylabel("sigma", fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("cadence")
+    for ax in axes[-1][:2]:
+        ax.set_xlabel("time (days from the first cadence)")
+    axes[-1][2].set_xlabel("hours from mid-transit")
     fig.suptitle("Light curves the model got right and wrong (test split)", y=1.0)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def completeness(reports: dict, path: Path) -> None:
+    """Recall against transit S/N, and the false-positive rate of each kind of non-host.
+
+    ``reports`` maps a scorer's name (the network, a BLS search, the oracle) to its
+    ``completeness.completeness`` report; each threshold of each report is drawn.
+    """
+    from completeness import NEGATIVE_CLASSES, bin_labels
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    any_report = next(iter(reports.values()))
+    labels = bin_labels(any_report["bins"]["snr"])
+    positions = np.arange(len(labels))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    series = [(scorer, name, entry) for scorer, report in reports.items()
+              for name, entry in report["thresholds"].items()]
+    for number, (scorer, name, entry) in enumerate(series):
+        recall = [np.nan if r is None else r for r in entry["recall_by_snr"]]
+        left.plot(positions, recall, marker="o", color=colours[number % len(colours)],
+                  linestyle="-" if "1%" in name else "--", label=f"{scorer}, {name} ({entry['threshold']:.3g})")
+    counts = any_report["hosts_by"]["snr"]
+    left.set_xticks(positions, [f"{label}\n({count})" for label, count in zip(labels, counts)], fontsize=8)
+    left.axvline(1 - 0.5 + (7.1 - 7.0) / 3.0, color="black", linestyle=":", linewidth=0.8)
+    left.text(0.55, 0.02, "Kepler DR25 threshold MES 7.1", rotation=90, fontsize=7, va="bottom")
+    left.set(xlabel="transit S/N (hosts per bin)", ylabel="recall", ylim=(-0.02, 1.02),
+             title=f"Injection-recovery: recall against S/N ({any_report['hosts']} hosts)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="upper left")
+    kinds = [k for k in NEGATIVE_CLASSES if any_report["negatives_by_kind"].get(k)]
+    width = 0.8 / max(len(series), 1)
+    for number, (scorer, name, entry) in enumerate(series):
+        rates = [entry["false_positive_rate_by_kind"][k] or 0.0 for k in kinds]
+        right.bar(np.arange(len(kinds)) + (number - (len(series) - 1) / 2) * width, rates, width,
+                  color=colours[number % len(colours)], label=f"{scorer}, {name}")
+    right.set_xticks(np.arange(len(kinds)),
+                     [f"{k.replace('_', ' ')}\n({any_report['negatives_by_kind'][k]})" for k in kinds],
+                     rotation=35, ha="right", fontsize=8)
+    right.set(ylabel="false-positive rate", title="False positives by kind of non-host (count)")
+    right.grid(alpha=0.3, axis="y")
+    right.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
 

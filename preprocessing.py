@@ -160,6 +160,15 @@ def robust_sigma(values: np.ndarray) -> np.ndarray:
     return np.where(sigma > 0, sigma, fallback)
 
 
+def point_to_point_sigma(flux: np.ndarray) -> np.ndarray:
+    """Per-row white-noise level from the robust scatter of successive differences.
+
+    Differences cancel the star's slow variability, so this measures the noise alone; the MAD
+    of a difference of two independent Gaussians is sqrt(2) times that of one.
+    """
+    return MAD_TO_SIGMA * np.median(np.abs(np.diff(flux, axis=1)), axis=1) / np.sqrt(2.0)
+
+
 def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_size: int,
                           fallback: np.ndarray) -> np.ndarray:
     """Least-squares quadratic over a sliding ``window``, fitted only to cadences where ``keep``.

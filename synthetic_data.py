@@ -55,6 +55,7 @@ Hard negatives (LABEL 1; 45 % of the non-hosts, the rest are quiet or spotted st
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ class SyntheticConfig:
     rows: int = 5000
     positive_fraction: float = 0.04
     files: int = 1
+    completeness_rows: int = 2000  # fresh curves (a quarter hosts) for stage 7's injection-recovery; 0: none
 
     def __post_init__(self):
         if self.rows < 40:
@@ -90,6 +92,8 @@ class SyntheticConfig:
             raise ValueError(f"positive_fraction must be between 0 and 0.5, got {self.positive_fraction}")
         if not 1 <= self.files <= self.rows:
             raise ValueError(f"files must be between 1 and rows, got {self.files}")
+        if self.completeness_rows != 0 and self.completeness_rows < 40:
+            raise ValueError(f"completeness_rows must be 0 (none) or at least 40, got {self.completeness_rows}")
 
 
 @dataclass
@@ -98,12 +102,16 @@ class SyntheticCurves:
 
     flux: np.ndarray          # [rows, cadences] e-/s, mean removed
     label: np.ndarray         # [rows] 2 = planet host, 1 = not
-    kind: np.ndarray          # [rows] str: "planet", "quiet", or a hard-negative kind
+    kind: np.ndarray          # [rows] str: "planet", "quiet", or a hard-negative kind (TRUTH_KINDS)
     period: np.ndarray        # [rows] days, planet or binary period (NaN otherwise)
     depth: np.ndarray         # [rows] relative transit depth at centre, before dilution by noise
     epoch: np.ndarray         # [rows] days, time of one mid-transit / primary eclipse
     n_transits: np.ndarray    # [rows] transits (or primary eclipses) inside the observed window
     time: np.ndarray          # [rows, cadences] days, with the gaps' time skipped
+    duration: np.ndarray      # [rows] days, transit (first to fourth contact) or eclipse duration (NaN otherwise)
+    snr: np.ndarray           # [rows] matched-filter S/N of all transits: sqrt(sum(signal^2)) / white noise (NaN otherwise)
+    white_noise: np.ndarray   # [rows] relative white noise per cadence
+    spot_amplitude: np.ndarray  # [rows] relative amplitude of the rotational spot modulation
 
 
 def _log_uniform(rng, low, high, size):
@@ -154,12 +162,22 @@ def _exposure_average(function, time):
     return sum(function(time + offset * CADENCE_DAYS) for offset in offsets) / SUBEXPOSURES
 
 
-def _transit_signal(rng, time, period, epoch, depth, density):
-    """Limb-darkened transits; returns (relative flux loss [rows, n], duration in days [rows])."""
-    rows = time.shape[0]
-    u1 = rng.uniform(0.3, 0.5, rows)[:, None]
-    u2 = rng.uniform(0.1, 0.3, rows)[:, None]
+def draw_geometry(rng, rows: int):
+    """Quadratic limb-darkening coefficients u1 (0.3-0.5), u2 (0.1-0.3) and impact parameter (0-0.9)."""
+    u1 = rng.uniform(0.3, 0.5, rows)
+    u2 = rng.uniform(0.1, 0.3, rows)
     impact = rng.uniform(0.0, 0.9, rows)
+    return u1, u2, impact
+
+
+def transit_signal(rng, time, period, epoch, depth, density):
+    """Limb-darkened transits; returns (relative flux loss [rows, n], duration in days [rows])."""
+    return transit_loss(time, period, epoch, depth, density, *draw_geometry(rng, time.shape[0]))
+
+
+def transit_loss(time, period, epoch, depth, density, u1, u2, impact):
+    """``transit_signal`` for given limb darkening and impact parameters ([rows] each)."""
+    u1, u2 = u1[:, None], u2[:, None]
     a_over_r = 4.2066 * period ** (2.0 / 3.0) * density ** (1.0 / 3.0)  # Kepler's third law
     mu_b = np.sqrt(1.0 - impact**2)
     centre_intensity = (1.0 - u1[:, 0] * (1.0 - mu_b) - u2[:, 0] * (1.0 - mu_b) ** 2)
@@ -207,7 +225,8 @@ def _eclipsing_binary(rng, time):
     out_of_eclipse = -ellipsoidal[:, None] * np.cos(2.0 * phase) - reflection[:, None] * np.cos(phase)
     first = epoch + np.ceil((time[:, 0] - epoch) / period) * period
     n_eclipses = np.maximum(0, np.floor((time[:, -1] - first) / period) + 1).astype(int)
-    return -_exposure_average(eclipses, time) + out_of_eclipse, period, depth, epoch, n_eclipses
+    return (-_exposure_average(eclipses, time) + out_of_eclipse, period, depth, epoch, n_eclipses, width * period,
+            diluted)
 
 
 def _sensitivity_dropout(rng, time):
@@ -325,12 +344,32 @@ def generate_light_curves(rows: int, seed: int, positive_fraction: float = 0.04,
                               for name in SyntheticCurves.__dataclass_fields__})
 
 
+def draw_planets(rng, time):
+    """Period, mid-transit time, depth and stellar density of one planet per row of ``time``.
+
+    Periods are log-uniform in 0.5-30 d (88 %) or 35-300 d (12 %, a single transit in a Kepler
+    quarter); depth log-uniform in 100 ppm-2 %; stellar density log-uniform in 0.1-3 solar. The
+    reference mid-transit falls on a cadence away from the edges, so no transit is lost in a
+    gap: long-period planets show just this one, the others show it and their siblings.
+
+    Returns:
+        (period days, epoch days, depth, density), each [rows].
+    """
+    count, n = time.shape
+    long_period = rng.random(count) < 0.12
+    period = np.where(long_period, _log_uniform(rng, 35.0, 300.0, count), _log_uniform(rng, 0.5, 30.0, count))
+    epoch = time[np.arange(count), rng.integers(n // 10, n - n // 10, count)]
+    depth = _log_uniform(rng, 1e-4, 2e-2, count)
+    density = _log_uniform(rng, 0.1, 3.0, count)
+    return period, epoch, depth, density
+
+
 def _generate_chunk(rng, labels, n):
     rows = labels.shape[0]
     host = labels == 2
     kinds = np.array(["quiet"] + list(HARD_NEGATIVE_KINDS))
     probabilities = np.array([1.0 - sum(HARD_NEGATIVE_KINDS.values())] + list(HARD_NEGATIVE_KINDS.values()))
-    kind = np.where(host, "planet", kinds[rng.choice(len(kinds), rows, p=probabilities)]).astype("<U20")
+    kind = np.where(host, "planet", kinds[rng.choice(len(kinds), rows, p=probabilities)]).astype("<U32")
 
     time, gap_starts = _gapped_time(rng, rows, n)
     white_sigma = _log_uniform(rng, 20e-6, 3000e-6, rows)
@@ -339,6 +378,8 @@ def _generate_chunk(rng, labels, n):
     depth = np.full(rows, np.nan)
     epoch = np.full(rows, np.nan)
     n_transits = np.zeros(rows, dtype=int)
+    duration = np.full(rows, np.nan)
+    snr = np.full(rows, np.nan)
 
     # Stellar variability: every star.
     rotation = _log_uniform(rng, 1.0, 40.0, rows)
@@ -351,14 +392,8 @@ def _generate_chunk(rng, labels, n):
     if host.any():
         h = np.flatnonzero(host)
         count = h.size
-        long_period = rng.random(count) < 0.12
-        p = np.where(long_period, _log_uniform(rng, 35.0, 300.0, count), _log_uniform(rng, 0.5, 30.0, count))
-        # A reference mid-transit on a cadence away from the edges, so no transit is lost in a
-        # gap: long-period planets show just this one, the others show it and their siblings.
-        t0 = time[h, rng.integers(n // 10, n - n // 10, count)]
-        d = _log_uniform(rng, 1e-4, 2e-2, count)
-        density = _log_uniform(rng, 0.1, 3.0, count)
-        loss, duration = _transit_signal(rng, time[h], p, t0, d, density)
+        p, t0, d, density = draw_planets(rng, time[h])
+        loss, duration[h] = transit_signal(rng, time[h], p, t0, d, density)
         relative[h] -= loss
         # Transits that actually fall on a cadence (a gap can swallow one).
         in_transit = loss > 0.0
@@ -369,6 +404,7 @@ def _generate_chunk(rng, labels, n):
         snr_floor = rng.uniform(7.0, 12.0, count)
         white_sigma[h] = np.minimum(white_sigma[h], d * np.sqrt(points_in_transit) / snr_floor)
         period[h], depth[h], epoch[h] = p, d, t0
+        snr[h] = np.sqrt((loss**2).sum(axis=1)) / white_sigma[h]
         extra = rng.random(count)
         relative[h[extra < 0.05]] += _flares(rng, time[h[extra < 0.05]], max_flares=3)
         pulsing = h[(extra >= 0.05) & (extra < 0.10)]
@@ -385,9 +421,11 @@ def _generate_chunk(rng, labels, n):
                                  _log_uniform(rng, 3e-3, 3e-2, fast.size))
     binary = np.flatnonzero(kind == "eclipsing_binary")
     if binary.size:
-        signal, p, d, t0, n_ecl = _eclipsing_binary(rng, time[binary])
+        signal, p, d, t0, n_ecl, eclipse_duration, diluted = _eclipsing_binary(rng, time[binary])
         relative[binary] += signal
         period[binary], depth[binary], epoch[binary], n_transits[binary] = p, d, t0, n_ecl
+        duration[binary] = eclipse_duration
+        kind[binary[diluted]] = "diluted_eclipsing_binary"
 
     # Cosmic rays: single upward cadences.
     hits = rng.random((rows, n)) < 2.0 / n
@@ -398,11 +436,49 @@ def _generate_chunk(rng, labels, n):
     flux = level[:, None] * (1.0 + relative)
     flux -= flux.mean(axis=1, keepdims=True)
     return SyntheticCurves(flux=np.round(flux, 2), label=labels, kind=kind, period=period, depth=depth,
-                           epoch=epoch, n_transits=n_transits, time=time)
+                           epoch=epoch, n_transits=n_transits, time=time, duration=duration, snr=snr,
+                           white_noise=white_sigma, spot_amplitude=spot_amplitude)
+
+
+TRUTH_SUFFIX = ".truth.json"
+TRUTH_COLUMNS = {  # name in the truth file: (SyntheticCurves field, meaning)
+    "kind": ("kind", "planet, quiet, or the kind of non-host (eclipsing_binary, diluted_eclipsing_binary, "
+                     "sensitivity_dropout, thruster_sawtooth, flares, pulsator, fast_rotator)"),
+    "snr": ("snr", "matched-filter S/N of all transits, sqrt(sum(signal^2)) / white noise (planets)"),
+    "period_days": ("period", "planet or binary period"),
+    "epoch_days": ("epoch", "time of one mid-transit or primary eclipse, days after the first cadence"),
+    "depth": ("depth", "relative depth at mid-transit or mid-eclipse"),
+    "duration_days": ("duration", "transit or eclipse duration"),
+    "transits": ("n_transits", "transits or primary eclipses that fall on a cadence"),
+    "white_noise": ("white_noise", "relative white noise per cadence"),
+    "spot_amplitude": ("spot_amplitude", "relative amplitude of the spot modulation"),
+}
+
+
+def truth_file(csv_path: Path) -> Path:
+    """Where the truth of a built-in CSV file is written: beside it, not in its layout."""
+    return Path(csv_path).with_suffix(TRUTH_SUFFIX)
+
+
+def truth_table(curves: SyntheticCurves, rows: np.ndarray) -> dict:
+    """JSON-able truth of ``rows``: each curve's kind and true parameters (null where none)."""
+    table = {"line": (np.arange(rows.size) + 2).tolist(), "label": curves.label[rows].astype(int).tolist()}
+    for name, (attribute, _) in TRUTH_COLUMNS.items():
+        values = getattr(curves, attribute)[rows]
+        if values.dtype.kind in "US":
+            table[name] = values.tolist()
+        else:
+            table[name] = [None if not np.isfinite(v) else round(float(v), 8) for v in values.astype(np.float64)]
+    return {"description": {"line": "line of the curve in the CSV file (header = line 1)",
+                            "label": "LABEL as written: 2 = planet host, 1 = not"}
+            | {name: meaning for name, (_, meaning) in TRUTH_COLUMNS.items()}, "rows": table}
 
 
 def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) -> list[Path]:
     """Generate the built-in data set into ``data_dir/synthetic/`` as Kaggle-layout CSV files.
+
+    Beside each CSV file, ``<name>.truth.json`` records each curve's kind and true parameters
+    (``truth_table``): not part of the Kaggle layout, and not read by training.
 
     The files are written into a hidden temporary folder that is renamed into place when all
     are complete (a folder rename is atomic), so an interrupted generation never leaves a
@@ -435,6 +511,9 @@ def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) 
             pa_csv.write_csv(pa.Table.from_arrays(columns, names=names), handle,
                              pa_csv.WriteOptions(include_header=False))
         fsync_path(path)
+        with open(truth_file(path), "w", encoding="utf-8") as handle:
+            json.dump(truth_table(curves, rows), handle)
+        fsync_path(truth_file(path))
         written.append(final / path.name)
     fsync_path(staging)
     if final.exists():
@@ -442,3 +521,8 @@ def write_synthetic_dataset(data_dir: Path, config: SyntheticConfig, seed: int) 
     os.replace(staging, final)
     fsync_path(data_dir)
     return written
+
+
+def is_built_in(data_dir: Path, names: list[str]) -> bool:
+    """Whether every one of these data files (relative to ``data_dir``) is built-in data with its truth."""
+    return bool(names) and all(truth_file(Path(data_dir) / name).is_file() for name in names)

@@ -75,8 +75,9 @@ def training_fingerprint(model_config, training_config: TrainingConfig, seed: in
     data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     training = dataclasses.asdict(training_config)
     training.pop("epochs")
-    return {"model": dataclasses.asdict(model_config) | {"conv_filters": list(model_config.conv_filters)},
-            "training": training, "seed": seed, "data": data_digest}
+    # Through JSON, as the checkpoint stores it: tuples compare as the lists they come back as.
+    return json.loads(json.dumps({"model": dataclasses.asdict(model_config), "training": training, "seed": seed,
+                                  "data": data_digest}))
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -47,7 +47,8 @@ def trained(tiny_data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("evaluated")
     shutil.copytree(tiny_data, workdir / "data")
     config = workdir / "tiny.json"
-    config.write_text(json.dumps(TINY_CONFIG))
+    # Stage 7's injection-recovery on 80 fresh curves (off in the other tests' runs, for time).
+    config.write_text(json.dumps(TINY_CONFIG | {"synthetic": TINY_CONFIG["synthetic"] | {"completeness_rows": 80}}))
     first = run_trainer(workdir, "--config", str(config), "--epochs", "2")
     assert first.returncode == 0, first.stdout + first.stderr
     second = run_trainer(workdir, "--config", str(config), "--epochs", "3")
@@ -80,6 +81,19 @@ def test_every_plot_is_a_real_png(trained):
                  "light_curve_gallery"):
         data = (workdir / "results" / f"{name}.png").read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 15_000, name
+
+
+def test_a_run_on_built_in_data_measures_completeness_on_fresh_curves(trained):
+    workdir, _, _, second = trained
+    data = (workdir / "results" / "completeness.png").read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 15_000
+    report = json.loads((workdir / "results" / "completeness.json").read_text())
+    assert report["curves"] == 80 and report["hosts"] == 20 and report["seed"] == 42 + 1000
+    assert set(report["thresholds"]) == {"validation threshold", "1% false-positive rate"}
+    entry = report["thresholds"]["1% false-positive rate"]
+    assert entry["false_positive_rate"] <= 0.01 + 1e-9
+    assert sum(report["hosts_by"]["snr"]) == 20 and len(entry["recall_by_snr"]) == len(report["bins"]["snr"]) - 1
+    assert "Injection-recovery on fresh built-in curves" in second.stdout
 
 
 def test_predict_round_trip_matches_the_model_on_cached_rows(trained):

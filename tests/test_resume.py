@@ -107,9 +107,14 @@ def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, t
                 kills += 1
                 continue
             assert process.returncode == 0
+            if kills == 0:
+                # Finished before the first kill (runs vary up to 2x in time): start the trial over.
+                for folder in ("checkpoints", "models", "results"):
+                    __import__("shutil").rmtree(workdir / folder, ignore_errors=True)
+                continue
             break
         else:
-            pytest.fail("the run never finished")
+            pytest.fail("the run never finished after a kill")
         assert kills >= 1
         assert_same_run(workdir, ref)
 

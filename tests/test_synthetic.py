@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from synthetic_data import (CADENCE_DAYS, _transit_signal, generate_light_curves, write_synthetic_dataset,
+from synthetic_data import (CADENCE_DAYS, transit_signal, generate_light_curves, write_synthetic_dataset,
                             SyntheticConfig)
 
 
@@ -34,7 +34,7 @@ def test_transit_model_has_the_requested_depth_period_and_duration():
     rng = np.random.default_rng(0)
     time = np.arange(3197)[None, :] * CADENCE_DAYS
     period, epoch, depth, density = np.array([3.0]), np.array([1.0]), np.array([0.01]), np.array([1.0])
-    loss, duration = _transit_signal(rng, time, period, epoch, depth, density)
+    loss, duration = transit_signal(rng, time, period, epoch, depth, density)
     loss = loss[0]
     # Depth at mid-transit within 15 % (limb darkening, impact parameter and 29.4-min smearing).
     centres = np.flatnonzero((loss > 0) & (np.roll(loss, 1) <= loss) & (np.roll(loss, -1) < loss))

@@ -1,0 +1,128 @@
+"""Injection, the classical search, and completeness: known answers on small series."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from augmentation import SplitConfig, inject_planets, split_and_augment
+from completeness import completeness, negative_classes, threshold_at_false_positive_rate
+from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
+                            write_synthetic_dataset)
+import transit_search
+
+
+def test_threshold_at_one_percent_passes_exactly_one_percent_of_non_hosts():
+    scores = np.concatenate([np.linspace(0.0, 0.99, 200), [0.5, 0.6]])
+    is_host = np.array([False] * 200 + [True, True])
+    threshold = threshold_at_false_positive_rate(scores, is_host, 0.01)
+    assert (scores[:200] >= threshold).sum() == 2  # 1 % of 200
+    assert 0.98 < threshold < 0.985  # just above the third highest non-host
+
+
+def test_recall_per_snr_bin_and_false_positives_per_kind_are_counted_by_hand():
+    truth = SimpleNamespace(
+        label=np.array([2, 2, 2, 2, 1, 1, 1, 1]),
+        kind=np.array(["planet"] * 4 + ["eclipsing_binary", "quiet", "quiet", "flares"]),
+        snr=np.array([5.0, 8.0, 13.0, 40.0] + [np.nan] * 4),
+        period=np.array([0.7, 2.0, 5.0, 50.0] + [np.nan] * 4),
+        depth=np.array([1e-4, 5e-4, 2e-3, 2e-2] + [np.nan] * 4),
+        n_transits=np.array([90, 30, 12, 1, 0, 0, 0, 0]),
+        spot_amplitude=np.array([1e-4] * 5 + [5e-4, 5e-3, 1e-4]))
+    scores = np.array([0.1, 0.6, 0.7, 0.9, 0.8, 0.2, 0.65, 0.1])
+    report = completeness(scores, truth, {"t": 0.5})
+    entry = report["thresholds"]["t"]
+    # S/N bins 0-7, 7-10, 10-12, 12-15, 15-20, 20-30, 30-50, ...: hosts at 5, 8, 13, 40.
+    assert report["hosts_by"]["snr"][:7] == [1, 1, 0, 1, 0, 0, 1]
+    assert entry["recall_by_snr"][:7] == [0.0, 1.0, None, 1.0, None, None, 1.0]
+    assert entry["recall_snr_ge_12"] == 1.0
+    assert entry["recall"] == 0.75 and entry["false_positive_rate"] == 0.5
+    rates = entry["false_positive_rate_by_kind"]
+    assert rates["eclipsing_binary"] == 1.0 and rates["spotted"] == 1.0 and rates["quiet"] == 0.0
+    assert rates["flares"] == 0.0 and rates["pulsator"] is None
+    assert list(negative_classes(truth.kind, truth.spot_amplitude)[5:7]) == ["quiet", "spotted"]
+    json.dumps(report)  # JSON-able as written by stage 7
+
+
+def test_injected_planets_have_the_requested_signal_to_noise_in_the_curves_own_units():
+    rng = np.random.default_rng(1)
+    sigma = 37.0
+    flux = (5000.0 + sigma * rng.standard_normal((40, 3197))).astype(np.float32)
+    injected = inject_planets(flux, (20.0, 20.0), np.random.default_rng(2))
+    signal = injected.astype(np.float64) - flux
+    assert injected.dtype == np.float32 and (signal <= 1e-2).all()  # transits only take light away
+    snr = np.sqrt((signal**2).sum(axis=1)) / sigma
+    # The row's noise is estimated from the point-to-point scatter (MAD of 3196 differences:
+    # about 2 % scatter per row).
+    assert np.median(snr) == pytest.approx(20.0, rel=0.02)
+    np.testing.assert_allclose(snr, 20.0, rtol=0.08)
+    assert (np.abs(signal).max(axis=1) > 0).all()
+
+
+def test_injected_copies_come_from_training_non_hosts_and_count_as_hosts():
+    curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
+    label = (curves.label == 2).astype(np.int8)
+    config = SplitConfig(augment_copies=2, injected_fraction=0.5)
+    splits = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)
+    train = splits["train"]
+    original = ~train.augmented
+    non_hosts = int((train.label[original] == 0).sum())
+    hosts = int((train.label[original] == 1).sum())
+    assert train.augmented.sum() == 2 * hosts + round(0.5 * non_hosts)
+    injected = train.index[train.augmented][2 * hosts:]
+    assert (label[injected] == 0).all() and (train.label[train.augmented] == 1).all()
+    held_out = np.concatenate([splits["val"].index, splits["test"].index])
+    assert not np.isin(train.index, held_out).any()
+    # Seeded: the same split and injections again.
+    again = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)["train"]
+    np.testing.assert_array_equal(again.flux, train.flux)
+
+
+def test_box_search_finds_the_period_epoch_and_duration_of_a_transit_in_noise():
+    rng = np.random.default_rng(0)
+    time = np.arange(3197) * CADENCE_DAYS
+    period, epoch, duration = 3.1, 1.3, 0.15
+    curves = rng.standard_normal((2, 3197))
+    in_transit = np.abs((time - epoch + 0.5 * period) % period - 0.5 * period) < duration / 2
+    curves[0, in_transit] -= 3.0
+    found = transit_search.search(curves)
+    assert found.period[0] == pytest.approx(period, rel=0.005)
+    assert min(abs(found.epoch[0] - epoch) % period, period - abs(found.epoch[0] - epoch) % period) < 0.1
+    assert 0.08 <= found.duration[0] <= 0.24 and found.depth[0] == pytest.approx(3.0, rel=0.35)
+    assert found.sde[0] > found.sde[1] + 5  # the noise-only curve has no peak that stands out
+    # Folded at the period found, the transit sits at phase 0.
+    phase, flux = transit_search.fold(curves[0], found.period[0], found.epoch[0])
+    assert np.all(np.diff(phase) >= 0) and flux[np.abs(phase) < 0.05].mean() < -2.0
+
+
+def test_matched_filter_at_the_true_period_measures_depth_times_root_points():
+    rng = np.random.default_rng(3)
+    time = np.arange(3197) * CADENCE_DAYS
+    period, duration = 2.0, 0.2
+    in_transit = ((time + 0.5) % period) < duration
+    curves = rng.standard_normal((1, 3197))
+    curves[0, in_transit] -= 1.0
+    expected = 1.0 * np.sqrt(in_transit.sum())
+    snr = transit_search.matched_filter_snr(curves, np.array([period]), np.array([duration]), time[None, :])
+    assert snr[0] == pytest.approx(expected, rel=0.2)
+
+
+def test_built_in_data_records_each_curves_truth_beside_the_csv(tmp_path):
+    paths = write_synthetic_dataset(tmp_path, SyntheticConfig(rows=120, positive_fraction=0.1, files=2), seed=4)
+    for path in paths:
+        truth = json.loads(truth_file(path).read_text())["rows"]
+        lines = path.read_text().splitlines()
+        assert len(truth["line"]) == len(lines) - 1 and truth["line"][0] == 2
+        labels = [int(line.split(",", 1)[0]) for line in lines[1:]]
+        assert truth["label"] == labels
+        assert all((kind == "planet") == (label == 2) for kind, label in zip(truth["kind"], labels))
+        hosts = [i for i, label in enumerate(labels) if label == 2]
+        assert all(truth["snr"][i] > 3 and truth["period_days"][i] > 0 for i in hosts)
+        assert all(truth["snr"][i] is None for i in range(len(labels)) if labels[i] == 1)
+    # The truth files are not CSV, so discovery does not take them for data.
+    from datasets import discover_csv_files
+
+    found, skipped = discover_csv_files(tmp_path)
+    assert [f.name for f in found] == ["synthetic/synthetic_kepler_01.csv", "synthetic/synthetic_kepler_02.csv"]
+    assert skipped == 0  # the truth files are expected, not reported as skipped

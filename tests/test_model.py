@@ -1,0 +1,44 @@
+"""The network built from its settings: the documented layer stack, and the previous one."""
+
+import pytest
+
+from model import ModelConfig, build_model
+
+
+def test_the_global_pools_beside_the_lstm_are_a_setting():
+    model = build_model(ModelConfig(global_pooling=True), sequence_length=3197)
+    names = [layer.name for layer in model.layers]
+    for name in ("conv1", "pool1", "conv3", "pool3", "lstm", "strongest", "typical", "features", "dense", "dropout",
+                 "planet_probability"):
+        assert name in names, name
+    assert model.get_layer("pool3").output.shape[1:] == (49, 64)  # 3197 / 4**3 steps for the LSTM
+    assert model.get_layer("features").output.shape[-1] == 64 + 64 + 64
+    assert model.output.shape[1:] == (1,)
+    # The previous model (55,393) plus the dense layer's inputs from the two pools: 128 x 64.
+    assert model.count_params() == 55_393 + 128 * 64
+
+
+def test_a_deeper_normalised_front_end_is_a_setting():
+    model = build_model(ModelConfig(convs_per_stage=2, kernel_size=5, batch_norm=True, global_pooling=True),
+                        sequence_length=3197)
+    names = [layer.name for layer in model.layers]
+    assert {"conv1_1", "conv1_1_norm", "conv1_2_relu", "conv3_2"} <= set(names)
+    assert model.get_layer("conv1_1").use_bias is False  # the normalisation's shift replaces it
+    assert model.count_params() == 86_097
+
+
+def test_default_model_has_the_documented_stack():
+    model = build_model(ModelConfig(), sequence_length=3197)
+    assert [layer.name for layer in model.layers] == [
+        "light_curve", "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "lstm", "dense", "dropout",
+        "planet_probability"]
+    assert model.get_layer("pool3").output.shape[1:] == (49, 64)
+    assert model.count_params() == 55_393
+    assert not any("norm" in layer.name for layer in model.layers)
+
+
+def test_settings_that_cannot_build_are_refused_with_the_value():
+    with pytest.raises(ValueError, match="convs_per_stage must be a positive integer, got 0"):
+        ModelConfig(convs_per_stage=0)
+    with pytest.raises(ValueError, match="leave nothing of 60 cadences"):
+        build_model(ModelConfig(), sequence_length=60)  # 60 -> 15 -> 3 -> 0

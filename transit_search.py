@@ -1,0 +1,121 @@
+"""Box least squares on preprocessed curves: the classical transit search, with astropy.
+
+Used three ways: as the classical baseline the network is measured against (the project's own
+detrending, then a BLS period search; the score is the signal detection efficiency, SDE, of the
+highest peak), as the matched-filter "oracle" (BLS at each curve's true period and duration: the
+practical detection limit), and to fold the hosts shown in the results gallery at the period
+found.
+
+The curves are the model's inputs: detrended, in units of their own noise, flares clipped. The
+Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthetic_data import CADENCE_DAYS
+
+# The search grid: at least two transits in a 65-day window, durations from 1.4 to 11 hours
+# (the longest must stay below the shortest period). The search runs on the curve binned 3 to 1
+# (1.5-hour points): 3000 log-spaced periods keep the phase drift over the window within a
+# binned point at the shortest periods. Measured: 0.035 s a curve (0.12 s unbinned, 0.28 s at
+# astropy's default oversampling).
+PERIOD_RANGE_DAYS = (0.5, 32.0)
+PERIODS = 3000
+DURATIONS_DAYS = (0.06, 0.12, 0.24, 0.45)
+OVERSAMPLE = 2
+SEARCH_BIN = 3
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The strongest box-shaped dip of each curve (arrays of [rows])."""
+
+    period: np.ndarray     # days
+    epoch: np.ndarray      # days, mid-transit
+    duration: np.ndarray   # days
+    depth: np.ndarray      # in the curve's units (noise sigmas for preprocessed curves)
+    sde: np.ndarray        # (peak power - mean power) / std of power over the period grid
+    power: np.ndarray      # the peak's log-likelihood power
+
+
+def _times(length: int, cadence_days: float) -> np.ndarray:
+    return np.arange(length) * cadence_days
+
+
+def _search_one(curve: np.ndarray, cadence_days: float) -> tuple:
+    from astropy.timeseries import BoxLeastSquares
+
+    periods = np.exp(np.linspace(*np.log(PERIOD_RANGE_DAYS), PERIODS))
+    usable = curve.size - curve.size % SEARCH_BIN
+    binned = curve[:usable].astype(np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
+    time = _times(usable, cadence_days).reshape(-1, SEARCH_BIN).mean(axis=1)
+    result = BoxLeastSquares(time, binned).power(
+        periods, DURATIONS_DAYS, objective="likelihood", oversample=OVERSAMPLE)
+    power = np.asarray(result.power)
+    best = int(np.argmax(power))
+    sde = (power[best] - power.mean()) / max(power.std(), 1e-12)
+    return (float(result.period[best]), float(result.transit_time[best]), float(result.duration[best]),
+            float(result.depth[best]), float(sde), float(power[best]))
+
+
+def _search_chunk(args) -> list[tuple]:
+    curves, cadence_days = args
+    return [_search_one(curve, cadence_days) for curve in curves]
+
+
+def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int = 1) -> SearchResult:
+    """BLS period search of each row of ``curves`` ([rows, cadences], preprocessed).
+
+    Args:
+        curves: [rows, cadences] (a trailing channel axis of 1 is accepted).
+        cadence_days: time between cadences.
+        workers: processes; astropy's BLS holds the GIL, so threads would not help.
+    """
+    curves = np.asarray(curves).reshape(len(curves), -1)
+    chunks = [(part, cadence_days) for part in np.array_split(curves, max(1, min(len(curves), 8 * workers)))
+              if len(part)]
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            rows = [row for part in pool.map(_search_chunk, chunks) for row in part]
+    else:
+        rows = [row for part in map(_search_chunk, chunks) for row in part]
+    columns = np.array(rows, dtype=np.float64).reshape(-1, 6).T
+    return SearchResult(*columns)
+
+
+def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """S/N of the best box at a given period and duration per row (only the phase is searched).
+
+    With a planet's true period, duration and time stamps this is the "oracle": what a search
+    that already knew where to look would see, the practical detection limit. Rows whose
+    period is NaN get NaN.
+
+    Args:
+        curves: [rows, cadences] preprocessed curves (a trailing channel of 1 is accepted).
+        period, duration: [rows] days.
+        time: [rows, cadences] days of each cadence (the true ones, gaps included).
+    """
+    from astropy.timeseries import BoxLeastSquares
+
+    curves = np.asarray(curves).reshape(len(curves), -1)
+    out = np.full(len(curves), np.nan)
+    for row in np.flatnonzero(np.isfinite(period) & np.isfinite(duration)):
+        width = float(min(duration[row], 0.5 * period[row]))
+        result = BoxLeastSquares(np.asarray(time[row], dtype=np.float64), curves[row].astype(np.float64)).power(
+            [float(period[row])], [width], objective="snr", oversample=10)
+        out[row] = float(np.asarray(result.power)[0])
+    return out
+
+
+def fold(curve: np.ndarray, period: float, epoch: float, cadence_days: float = CADENCE_DAYS):
+    """(phase in days from mid-transit, flux) sorted by phase: the curve folded at ``period``."""
+    curve = np.asarray(curve).ravel()
+    time = _times(curve.size, cadence_days)
+    phase = (time - epoch + 0.5 * period) % period - 0.5 * period
+    order = np.argsort(phase)
+    return phase[order], curve[order]
+
