@@ -35,7 +35,10 @@ SPOTTED_AMPLITUDE = 1e-3
 NEGATIVE_CLASSES = ("eclipsing_binary", "diluted_eclipsing_binary", "flares", "pulsator", "fast_rotator",
                     "sensitivity_dropout", "thruster_sawtooth", "quiet", "spotted")
 FALSE_POSITIVE_RATE = 0.01
+FALSE_POSITIVE_THRESHOLD = "1% false-positive rate"   # names of the two thresholds in a report
+VALIDATION_THRESHOLD = "validation threshold"
 STRONG_SNR = 12.0
+KEPLER_MES_THRESHOLD = 7.1  # the Kepler pipeline's detection threshold (multiple-event statistic)
 
 
 def negative_classes(kind: np.ndarray, spot_amplitude: np.ndarray) -> np.ndarray:
@@ -158,8 +161,8 @@ def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: i
                         preprocessing)
     scores = model.predict(inputs, batch_size=256, verbose=0)[:, 0].astype(np.float64)
     host = truth.label == 2
-    thresholds = {"validation threshold": threshold,
-                  "1% false-positive rate": threshold_at_false_positive_rate(scores, host)}
+    thresholds = {VALIDATION_THRESHOLD: threshold,
+                  FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(scores, host)}
     report = completeness(scores, truth, thresholds) | {"seed": seed + 1000}
     atomic_io.write_json(Path(results_dir) / "completeness.json", report)
     plots.write_all({"completeness": lambda p: plots.completeness({"network": report}, p)}, results_dir)

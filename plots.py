@@ -146,10 +146,12 @@ def gallery(raw: np.ndarray, processed: np.ndarray, labels: np.ndarray, scores: 
         right.plot(hours, flux, ".", color=OTHER_COLOUR, markersize=1.5)
         width = min(max(3.0 * 24.0 * duration, 6.0), 12.0 * period)  # hours; at most half the period
         edges = np.linspace(-width, width, 41)
-        which = np.digitize(hours, edges)
-        centres = [(edges[b - 1] + edges[b]) / 2 for b in range(1, edges.size) if (which == b).any()]
-        means = [flux[which == b].mean() for b in range(1, edges.size) if (which == b).any()]
-        right.plot(centres, means, color=colour, linewidth=1.2)
+        which = np.digitize(hours, edges) - 1
+        inside = (which >= 0) & (which < edges.size - 1)
+        sums = np.bincount(which[inside], weights=flux[inside], minlength=edges.size - 1)
+        counts = np.bincount(which[inside], minlength=edges.size - 1)
+        filled = counts > 0
+        right.plot(((edges[:-1] + edges[1:]) / 2)[filled], sums[filled] / counts[filled], color=colour, linewidth=1.2)
         right.set_xlim(-width, width)
         right.set_title(f"folded at P = {period:.3f} d found (SDE {found.sde[number]:.1f})", fontsize=9)
         right.set_ylabel("sigma", fontsize=8)
@@ -167,7 +169,7 @@ def completeness(reports: dict, path: Path) -> None:
     ``reports`` maps a scorer's name (the network, a BLS search, the oracle) to its
     ``completeness.completeness`` report; each threshold of each report is drawn.
     """
-    from completeness import NEGATIVE_CLASSES, bin_labels
+    from completeness import FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, NEGATIVE_CLASSES, bin_labels
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
     any_report = next(iter(reports.values()))
@@ -179,11 +181,17 @@ def completeness(reports: dict, path: Path) -> None:
     for number, (scorer, name, entry) in enumerate(series):
         recall = [np.nan if r is None else r for r in entry["recall_by_snr"]]
         left.plot(positions, recall, marker="o", color=colours[number % len(colours)],
-                  linestyle="-" if "1%" in name else "--", label=f"{scorer}, {name} ({entry['threshold']:.3g})")
+                  linestyle="-" if name == FALSE_POSITIVE_THRESHOLD else "--",
+                  label=f"{scorer}, {name} ({entry['threshold']:.3g})")
     counts = any_report["hosts_by"]["snr"]
     left.set_xticks(positions, [f"{label}\n({count})" for label, count in zip(labels, counts)], fontsize=8)
-    left.axvline(1 - 0.5 + (7.1 - 7.0) / 3.0, color="black", linestyle=":", linewidth=0.8)
-    left.text(0.55, 0.02, "Kepler DR25 threshold MES 7.1", rotation=90, fontsize=7, va="bottom")
+    # Kepler's detection threshold, placed within its bin (bin i is drawn from i - 0.5 to i + 0.5).
+    edges = [np.inf if e is None else e for e in any_report["bins"]["snr"]]
+    bin_of = next(i for i in range(len(edges) - 1) if edges[i] <= KEPLER_MES_THRESHOLD < edges[i + 1])
+    mes = bin_of - 0.5 + (KEPLER_MES_THRESHOLD - edges[bin_of]) / (edges[bin_of + 1] - edges[bin_of])
+    left.axvline(mes, color="black", linestyle=":", linewidth=0.8)
+    left.text(mes + 0.05, 0.02, f"Kepler DR25 threshold, MES {KEPLER_MES_THRESHOLD}", rotation=90, fontsize=7,
+              va="bottom")
     left.set(xlabel="transit S/N (hosts per bin)", ylabel="recall", ylim=(-0.02, 1.02),
              title=f"Injection-recovery: recall against S/N ({any_report['hosts']} hosts)")
     left.grid(alpha=0.3)

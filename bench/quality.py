@@ -93,7 +93,8 @@ def score(run: Path, args) -> dict:
     """Completeness reports of the network, BLS and the oracle on the unseen set."""
     import keras
 
-    from completeness import completeness, threshold_at_false_positive_rate
+    from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
+                              threshold_at_false_positive_rate)
     from preprocessing import PreprocessingConfig
     from preprocessing import available_cores
 
@@ -106,22 +107,22 @@ def score(run: Path, args) -> dict:
     scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
     for name, values in scores.items():
-        thresholds = {"1% false-positive rate": threshold_at_false_positive_rate(values, host)}
+        thresholds = {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(values, host)}
         if name == "network":
-            thresholds["validation threshold"] = validation_threshold
+            thresholds[VALIDATION_THRESHOLD] = validation_threshold
         if name == "oracle":
-            # Kepler's detection threshold (MES 7.1): what stands out of the noise at all.
-            thresholds["S/N 7.1"] = 7.1
+            # Kepler's detection threshold: what stands out of the noise at all.
+            thresholds[f"S/N {KEPLER_MES_THRESHOLD}"] = KEPLER_MES_THRESHOLD
         reports[name] = completeness(values, truth, thresholds)
     return reports
 
 
 def print_tables(reports: dict) -> None:
-    from completeness import NEGATIVE_CLASSES, bin_labels
+    from completeness import FALSE_POSITIVE_THRESHOLD, NEGATIVE_CLASSES, bin_labels
 
     print(f"{'':14}{'ROC AUC':>9}{'PR AUC':>9}{'recall@P0.9':>13}{'recall S/N>=12 @1%FPR':>23}")
     for name, report in reports.items():
-        strong = report["thresholds"]["1% false-positive rate"]["recall_snr_ge_12"]
+        strong = report["thresholds"][FALSE_POSITIVE_THRESHOLD]["recall_snr_ge_12"]
         print(f"{name:14}{report['roc_auc']:9.3f}{report['pr_auc']:9.3f}{report['recall_at_precision_0.9']:13.3f}"
               f"{strong:23.3f}")
     any_report = next(iter(reports.values()))
