@@ -2,7 +2,7 @@
 """Run every benchmark, then print the README's "Performance" table from their results.
 
     python3 bench/run_all.py            # quick check, small sizes (about 5 minutes on 2 cores)
-    python3 bench/run_all.py --full     # the default sizes, the seed's scale (about 26 minutes)
+    python3 bench/run_all.py --full     # the default sizes, the seed's scale (26 min before injection; more now)
     python3 bench/run_all.py --table    # only print the table from results/bench/*.json
 
 Each script runs in its own process, one after another (never two at once: they time the
