@@ -57,13 +57,9 @@ def threshold_at_false_positive_rate(scores: np.ndarray, is_host: np.ndarray,
     return float(np.nextafter(negatives[allowed], np.inf)) if allowed < negatives.size else float(-np.inf)
 
 
-def _binned_recall(values: np.ndarray, detected: np.ndarray, edges) -> tuple[list, list]:
-    counts, recalls = [], []
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (values >= low) & (values < high)
-        counts.append(int(inside.sum()))
-        recalls.append(float(detected[inside].mean()) if inside.any() else None)
-    return counts, recalls
+def _bin_masks(values: np.ndarray, edges) -> list[np.ndarray]:
+    """One boolean mask per bin [low, high) of ``edges``."""
+    return [(values >= low) & (values < high) for low, high in zip(edges[:-1], edges[1:])]
 
 
 def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dict:
@@ -94,16 +90,18 @@ def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dic
         "negatives_by_kind": {name: int((classes == name).sum()) for name in NEGATIVE_CLASSES},
         "thresholds": {},
     }
+    # The hosts of each bin, by S/N, period, transit count and depth.
+    bins = {key: _bin_masks(np.asarray(values, dtype=np.float64)[host], edges)
+            for key, values, edges in (("snr", truth.snr, SNR_BINS), ("period_days", truth.period, PERIOD_BINS_DAYS),
+                                       ("transits", truth.n_transits, TRANSIT_COUNT_BINS),
+                                       ("depth", truth.depth, DEPTH_BINS))}
+    report["hosts_by"] = {key: [int(mask.sum()) for mask in masks] for key, masks in bins.items()}
     for name, threshold in thresholds.items():
         detected = scores >= threshold
         entry = {"threshold": float(threshold), "recall": float(detected[host].mean()),
                  "false_positive_rate": float(detected[~host].mean())}
-        for key, values, edges in (("snr", truth.snr, SNR_BINS), ("period_days", truth.period, PERIOD_BINS_DAYS),
-                                   ("transits", truth.n_transits, TRANSIT_COUNT_BINS),
-                                   ("depth", truth.depth, DEPTH_BINS)):
-            counts, recalls = _binned_recall(np.asarray(values, dtype=np.float64)[host], detected[host], edges)
-            entry[f"recall_by_{key}"] = recalls
-            report.setdefault("hosts_by", {})[key] = counts
+        for key, masks in bins.items():
+            entry[f"recall_by_{key}"] = [float(detected[host][mask].mean()) if mask.any() else None for mask in masks]
         strong = host & (np.asarray(truth.snr) >= STRONG_SNR)
         entry["recall_snr_ge_12"] = float(detected[strong].mean()) if strong.any() else None
         entry["false_positive_rate_by_kind"] = {

@@ -22,13 +22,14 @@ from synthetic_data import CADENCE_DAYS
 # The search grid: at least two transits in a 65-day window, durations from 1.4 to 11 hours
 # (the longest must stay below the shortest period). The search runs on the curve binned 3 to 1
 # (1.5-hour points): 3000 log-spaced periods keep the phase drift over the window within a
-# binned point at the shortest periods. Measured: 0.035 s a curve (0.12 s unbinned, 0.28 s at
-# astropy's default oversampling).
+# binned point at the shortest periods. Measured: 5000 curves in 118 s on 2 cores (0.047 s a
+# curve per core); unbinned 2.2 times as long, unbinned at astropy's default oversampling 5 times.
 PERIOD_RANGE_DAYS = (0.5, 32.0)
 PERIODS = 3000
 DURATIONS_DAYS = (0.06, 0.12, 0.24, 0.45)
 OVERSAMPLE = 2
 SEARCH_BIN = 3
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -73,7 +74,7 @@ def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int 
     Args:
         curves: [rows, cadences] (a trailing channel axis of 1 is accepted).
         cadence_days: time between cadences.
-        workers: processes; astropy's BLS holds the GIL, so threads would not help.
+        workers: processes, each searching its own chunks of curves.
     """
     curves = np.asarray(curves).reshape(len(curves), -1)
     chunks = [(part, cadence_days) for part in np.array_split(curves, max(1, min(len(curves), 8 * workers)))

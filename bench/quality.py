@@ -95,8 +95,7 @@ def score(run: Path, args) -> dict:
 
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
                               threshold_at_false_positive_rate)
-    from preprocessing import PreprocessingConfig
-    from preprocessing import available_cores
+    from preprocessing import PreprocessingConfig, available_cores
 
     config = PreprocessingConfig.from_json_file(run / "models" / "preprocessor_hybrid.json")
     validation_threshold = json.loads((run / "models" / "threshold.json").read_text())["threshold"]
