@@ -102,14 +102,14 @@ class SyntheticCurves:
 
     flux: np.ndarray          # [rows, cadences] e-/s, mean removed
     label: np.ndarray         # [rows] 2 = planet host, 1 = not
-    kind: np.ndarray          # [rows] str: "planet", "quiet", or a hard-negative kind (TRUTH_KINDS)
+    kind: np.ndarray          # [rows] str: "planet", "quiet", a hard-negative kind, or "diluted_eclipsing_binary"
     period: np.ndarray        # [rows] days, planet or binary period (NaN otherwise)
     depth: np.ndarray         # [rows] relative transit depth at centre, before dilution by noise
     epoch: np.ndarray         # [rows] days, time of one mid-transit / primary eclipse
     n_transits: np.ndarray    # [rows] transits (or primary eclipses) inside the observed window
     time: np.ndarray          # [rows, cadences] days, with the gaps' time skipped
-    duration: np.ndarray      # [rows] days, transit (first to fourth contact) or eclipse duration (NaN otherwise)
-    snr: np.ndarray           # [rows] matched-filter S/N of all transits: sqrt(sum(signal^2)) / white noise (NaN otherwise)
+    duration: np.ndarray      # [rows] days, transit (first to fourth contact) or eclipse (NaN otherwise)
+    snr: np.ndarray           # [rows] planets: sqrt(sum(transit signal^2)) / white noise (NaN otherwise)
     white_noise: np.ndarray   # [rows] relative white noise per cadence
     spot_amplitude: np.ndarray  # [rows] relative amplitude of the rotational spot modulation
 
