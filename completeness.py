@@ -141,6 +141,19 @@ def log_report(report: dict, title: str) -> None:
         log.info("  false-positive rate, %s (threshold %.3f): %s", name, entry["threshold"], kinds)
 
 
+def fresh_built_in_set(rows: int, seed: int, positive_fraction: float, preprocessing):
+    """(truth, model inputs) of fresh built-in curves, loaded and preprocessed as training curves are.
+
+    Loading resamples every curve to the model's length (a no-op at the default 3197 cadences).
+    """
+    from preprocessing import preprocess, resample_to_length
+    from synthetic_data import generate_light_curves
+
+    truth = generate_light_curves(rows, seed, positive_fraction=positive_fraction)
+    flux = resample_to_length(truth.flux.astype(np.float32), preprocessing.sequence_length)
+    return truth, preprocess(flux, preprocessing)
+
+
 def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: int, results_dir: Path) -> dict:
     """Stage [7/7] on built-in data: injection-recovery on a fresh set, plot and JSON.
 
@@ -150,13 +163,8 @@ def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: i
     """
     import atomic_io
     import plots
-    from preprocessing import preprocess, resample_to_length
-    from synthetic_data import generate_light_curves
 
-    truth = generate_light_curves(rows, seed + 1000, positive_fraction=0.25)
-    # Loaded as the training curves were: resampled to the model's length (a no-op by default).
-    inputs = preprocess(resample_to_length(truth.flux.astype(np.float32), preprocessing.sequence_length),
-                        preprocessing)
+    truth, inputs = fresh_built_in_set(rows, seed + 1000, 0.25, preprocessing)
     scores = model.predict(inputs, batch_size=256, verbose=0)[:, 0].astype(np.float64)
     host = truth.label == 2
     thresholds = {VALIDATION_THRESHOLD: threshold,

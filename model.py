@@ -77,13 +77,12 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     for stage, filters in enumerate(config.conv_filters, start=1):
         for number in range(1, config.convs_per_stage + 1):
             name = f"conv{stage}" + (f"_{number}" if config.convs_per_stage > 1 else "")
+            # With batch normalisation, its shift replaces the convolution's bias and the ReLU follows it.
+            x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", use_bias=not config.batch_norm,
+                                    activation=None if config.batch_norm else "relu", name=name)(x)
             if config.batch_norm:
-                # The normalisation's shift replaces the convolution's bias.
-                x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", use_bias=False, name=name)(x)
                 x = keras.layers.BatchNormalization(name=f"{name}_norm")(x)
                 x = keras.layers.ReLU(name=f"{name}_relu")(x)
-            else:
-                x = keras.layers.Conv1D(filters, config.kernel_size, padding="same", activation="relu", name=name)(x)
         x = keras.layers.MaxPooling1D(config.pool_size, name=f"pool{stage}")(x)
     features = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
     if config.global_pooling:

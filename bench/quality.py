@@ -53,15 +53,6 @@ def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory
     return wall, run, folder
 
 
-def unseen_set(rows: int, seed: int, config):
-    """(truth, preprocessed inputs) of the unseen built-in curves."""
-    from preprocessing import preprocess
-    from synthetic_data import generate_light_curves
-
-    truth = generate_light_curves(rows, seed)
-    return truth, preprocess(truth.flux.astype(np.float32), config)
-
-
 def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
     """BLS SDE and oracle S/N of every curve; cached by set and preprocessing settings."""
     import transit_search
@@ -94,12 +85,14 @@ def score(run: Path, args) -> dict:
     import keras
 
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              threshold_at_false_positive_rate)
+                              fresh_built_in_set, threshold_at_false_positive_rate)
+    from synthetic_data import SyntheticConfig
     from preprocessing import PreprocessingConfig, available_cores
 
     config = PreprocessingConfig.from_json_file(run / "models" / "preprocessor_hybrid.json")
     validation_threshold = json.loads((run / "models" / "threshold.json").read_text())["threshold"]
-    truth, inputs = unseen_set(args.test_rows, args.test_seed, config)
+    # The survey-like host fraction of the default built-in data set.
+    truth, inputs = fresh_built_in_set(args.test_rows, args.test_seed, SyntheticConfig().positive_fraction, config)
     host = truth.label == 2
     model = keras.models.load_model(run / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
     scores = {"network": model.predict(inputs, batch_size=256, verbose=0)[:, 0].astype(np.float64)}
