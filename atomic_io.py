@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from errors import TrainerError
+
+log = logging.getLogger(__name__)
 
 TEMPORARY_MARK = ".tmp-"
 
@@ -53,6 +57,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_path(tmp)
+        if path.is_dir() and not path.is_symlink():
+            # A folder where a file belongs (made by hand, say): rename can't replace it.
+            aside = move_aside(path)
+            log.warning("WARNING: %s was a folder, not a file; moved it to %s and wrote the file", path, aside)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -84,28 +92,79 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
+def copy_file(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically."""
+    with atomic_path(Path(target)) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file (or folder, or link) to ``<name>.damaged`` (numbered if taken)."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    number = 1
+    while aside.exists() or aside.is_symlink():
+        number += 1
+        aside = path.with_name(f"{path.name}.damaged-{number}")
+    os.replace(path, aside)
+    return aside
+
+
+def remove(path: Path) -> None:
+    """Delete a file, a link or a folder with what it holds."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# The lock is one byte far past the owner's text: Windows locks are mandatory, and a lock on
+# the text would stop the second process from reading who holds the folder.
+_LOCK_OFFSET = 1 << 20
+
+
+def _try_lock(handle) -> bool:
+    """Take an exclusive, non-blocking lock on ``handle``'s file; False if another process holds it.
+
+    The operating system drops the lock when the process ends, however it ends (kill -9 too).
+    """
+    if os.name == "nt":
+        import msvcrt
+
+        handle.seek(_LOCK_OFFSET)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
-    """Hold an advisory lock on ``folder`` (``.lock`` inside it) for the block.
+    """Hold a lock on ``folder`` (``.lock`` inside it) for the block, on POSIX and Windows.
 
     Two trainers writing one checkpoint folder would overwrite each other's checkpoints; the
-    second one stops instead. The kernel drops the lock when the process dies, even by kill -9.
+    second one stops instead.
 
     Raises:
         FolderBusy: another process holds the lock.
     """
-    import fcntl
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(handle):
             handle.seek(0)
-            owner = handle.read().strip() or "another process"
+            owner = handle.read(200).strip() or "another process"
             raise FolderBusy(f"{folder} is in use by {owner} ({what}); wait for it to finish, stop it, "
-                             f"or give this run another --checkpoint-dir") from None
+                             f"or give this run another --checkpoint-dir")
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()}")

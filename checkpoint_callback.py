@@ -11,6 +11,8 @@ The checkpoint set in the checkpoint folder:
                                      weights and epoch cannot disagree, because they are one
                                      atomically replaced file.
     model_checkpoint.previous.keras  the set before it, kept until the new one is complete.
+    best_model.keras                 a copy of the best epoch's checkpoint: it restores the best
+                                     model in models/ when that one is lost or damaged.
     history.npz                      every metric, every epoch so far (plain arrays).
     training_state.json              the state, for people and ``--status``.
     last_epoch.txt                   the last completed epoch, counted from 1 (``cat`` it).
@@ -19,12 +21,15 @@ model file on every save and repaired from it on resume if missing or different.
 
 Save sequence (after each epoch); a kill at any point leaves a loadable set:
     1-2. write the model and state to a temporary file in the folder, fsync it
-    3. if the epoch is a new best, copy that file to models/exoplanet_cnn_lstm.keras (atomically)
+    3. if the epoch is a new best, copy that file to best_model.keras in the set and to
+       models/exoplanet_cnn_lstm.keras (each atomically)
     4. rename model_checkpoint.keras -> model_checkpoint.previous.keras
     5. rename the temporary file -> model_checkpoint.keras, fsync the folder
     6-8. write history.npz, training_state.json, last_epoch.txt (each atomically)
-On resume both model files are checked (zip CRCs, state readable); the newest good one wins, a
-damaged one is moved aside as ``*.damaged`` with a message saying so.
+On resume both model files are checked (zip CRCs, state readable, same settings) before anything
+is changed; the newest good one wins, a damaged one is moved aside as ``*.damaged``, and one line
+says which epoch was lost. Anything in a file's place that is not a file (a folder, a dangling
+link) counts as damaged.
 
 Test hook: ``HYBRID_TRAINING_CRASH_AT=EPOCH:STEP`` makes the process SIGKILL itself during the
 save of that epoch, right after that step (1: halfway through writing the temporary model file;
@@ -38,7 +43,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import time
 import zipfile
@@ -48,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import atomic_io
+import fingerprints
 from errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,10 @@ CRASH_ENV = "HYBRID_TRAINING_CRASH_AT"
 
 class CheckpointError(TrainerError):
     """The checkpoint cannot be used as it is; the message says why and what to do."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint was made with other settings than this run's."""
 
 
 class CheckpointDamaged(Exception):
@@ -71,6 +80,7 @@ class TrainingState:
     epoch: int = 0                                   # last completed epoch, from 1
     history: dict = field(default_factory=dict)      # metric -> one float per epoch
     monitor: str = "val_auc"
+    monitor_mode: str = "max"                        # "max": higher is better (AUC); "min": lower (loss)
     best_value: float | None = None
     best_epoch: int = 0
     fingerprint: dict = field(default_factory=dict)  # settings the checkpoint was made with
@@ -87,7 +97,9 @@ class TrainingState:
             column = self.history.setdefault(name, [math.nan] * (epoch - 1))
             column.append(values.get(name, math.nan))
         current = values.get(self.monitor, math.nan)
-        if math.isfinite(current) and (self.best_value is None or current > self.best_value):
+        better = (current > self.best_value if self.monitor_mode == "max" else current < self.best_value) \
+            if self.best_value is not None else True
+        if math.isfinite(current) and better:
             self.best_value, self.best_epoch = current, epoch
             return True
         return False
@@ -104,6 +116,8 @@ class TrainingState:
         for name, column in state.history.items():
             if len(column) != state.epoch:
                 raise ValueError(f"history of {name} has {len(column)} values for {state.epoch} epochs")
+        if state.monitor_mode not in ("max", "min"):
+            raise ValueError(f"monitor_mode {state.monitor_mode!r} is neither 'max' nor 'min'")
         if not 0 <= state.best_epoch <= state.epoch:
             raise ValueError(f"best epoch {state.best_epoch} outside 0..{state.epoch}")
         return state
@@ -123,6 +137,11 @@ def read_state_from_model_file(path: Path) -> TrainingState:
     Raises:
         CheckpointDamaged: naming what is wrong.
     """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise CheckpointDamaged(f"it is a link to {os.readlink(path)}, which does not exist")
+    if path.is_dir():
+        raise CheckpointDamaged("it is a folder, not a file")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -161,20 +180,23 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.model_file = self.folder / "model_checkpoint.keras"
         self.previous_file = self.folder / "model_checkpoint.previous.keras"
+        self.best_file = self.folder / "best_model.keras"
         self.history_file = self.folder / "history.npz"
         self.state_file = self.folder / "training_state.json"
         self.last_epoch_file = self.folder / "last_epoch.txt"
 
     def files(self) -> list[Path]:
-        return [self.model_file, self.previous_file, self.history_file, self.state_file, self.last_epoch_file]
+        return [self.model_file, self.previous_file, self.best_file, self.history_file, self.state_file,
+                self.last_epoch_file]
 
     # -- writing -------------------------------------------------------------------------------
 
     def save(self, model, state: TrainingState, best_model_file: Path | None = None) -> None:
         """Write the set for ``state.epoch`` (see the module docstring for the sequence).
 
-        With ``best_model_file``, the new checkpoint is also copied there (before it replaces the
-        old checkpoint, so the best model is never behind the state that records it as best).
+        With ``best_model_file``, the new checkpoint is also copied there and to ``best_file``
+        (before it replaces the old checkpoint, so the best model is never behind the state that
+        records it as best; the copy in the set restores a lost or damaged best model).
 
         Raises:
             CheckpointError: if a write fails (no space, permission); the previous set is intact.
@@ -193,9 +215,9 @@ class CheckpointStore:
             atomic_io.fsync_path(tmp)
             _maybe_crash(crash_at, 2)
             if best_model_file is not None:
-                # A copy of the bytes just written: the model is serialised once per epoch.
-                with atomic_io.atomic_path(Path(best_model_file)) as best_tmp:
-                    shutil.copyfile(tmp, best_tmp)
+                # Copies of the bytes just written: the model is serialised once per epoch.
+                for target in (self.best_file, Path(best_model_file)):
+                    atomic_io.copy_file(tmp, target)
                 _maybe_crash(crash_at, 3)
             if self.model_file.exists():
                 os.replace(self.model_file, self.previous_file)
@@ -224,69 +246,134 @@ class CheckpointStore:
     def remove_all(self) -> list[Path]:
         removed = []
         for path in self.files():
-            if path.exists():
-                path.unlink()
+            if path.is_symlink() or path.exists():
+                atomic_io.remove(path)
                 removed.append(path)
         removed += atomic_io.remove_stale_temporaries(self.folder)
-        for damaged in self.folder.glob("*.damaged"):
-            damaged.unlink()
+        for damaged in self.folder.glob("*.damaged*"):
+            atomic_io.remove(damaged)
             removed.append(damaged)
         return removed
 
     # -- reading -------------------------------------------------------------------------------
 
-    def restore(self) -> tuple[Path, TrainingState] | None:
+    def check(self, fingerprint: dict | None = None) -> None:
+        """Raise now what ``restore`` would refuse with; reads only, changes nothing."""
+        self._choose(fingerprint)
+
+    def restore(self, fingerprint: dict | None = None) -> tuple[Path, TrainingState] | None:
         """The newest good checkpoint (model file, state), repairing the views; None if none exists.
 
+        With ``fingerprint``, a checkpoint made with other settings is not used while one made
+        with these exists (a file from another run put in its place); if none matches, nothing
+        is used. Every file is checked before any is changed, so a refusal leaves them all as
+        they were. Then damaged files are moved aside (``*.damaged``), the good set becomes the
+        current one, and the views are rewritten from it, with one line saying what was lost.
+
         Raises:
-            CheckpointError: when checkpoint files exist but none is usable, so progress is
-                never silently thrown away.
+            CheckpointMismatch: every usable checkpoint was made with other settings.
+            CheckpointError: checkpoint files exist but none is usable, so progress is never
+                silently thrown away.
         """
+        chosen = self._choose(fingerprint)
+        if chosen is None:
+            return None
+        state, path, problems, claimed = chosen
+        # From here on files change: the chosen set is final.
         atomic_io.remove_stale_temporaries(self.folder)
+        newest_gone = path != self.model_file
+        lost = f"epochs {state.epoch + 1}-{claimed} are" if claimed and claimed > state.epoch + 1 else \
+            f"epoch {state.epoch + 1} is"
+        outcome = (f"resuming from {path.name} (epoch {state.epoch}): {lost} lost and will be trained again"
+                   if newest_gone else f"the newest checkpoint (epoch {state.epoch}) is intact; nothing is lost")
+        if newest_gone and self.model_file not in [p for p, _ in problems]:
+            log.warning("WARNING: %s is missing - %s", self.model_file, outcome)
+        for damaged_path, why in problems:
+            aside = atomic_io.move_aside(damaged_path)
+            log.warning("WARNING: %s is unusable (%s) and is kept as %s - %s", damaged_path, why, aside.name, outcome)
+        if newest_gone:
+            # Make the good set the current one, so the next save's rename keeps it as previous.
+            os.replace(self.previous_file, self.model_file)
+            atomic_io.fsync_path(self.folder)
+            path = self.model_file
+        self._repair_views(state, explained=newest_gone)
+        return path, state
+
+    def _choose(self, fingerprint: dict | None):
+        """(state, path, damaged files with reasons, newest epoch the views claim) of the newest
+        usable checkpoint, or None when there is none; reads only (see ``restore``)."""
         candidates, problems = [], []
         for path in (self.model_file, self.previous_file):
-            if not path.exists():
+            if not (path.exists() or path.is_symlink()):
                 continue
             try:
                 candidates.append((read_state_from_model_file(path), path))
             except CheckpointDamaged as damage:
                 problems.append((path, str(damage)))
+        claimed = self.claimed_epoch()
         if not candidates:
-            if problems or self.last_epoch_file.exists() or self.history_file.exists():
+            # The set's copy of the best model alone is no evidence: a crash during the first
+            # save (after step 3) leaves only it.
+            evidence = [p for p in self.files() if p != self.best_file and (p.exists() or p.is_symlink())]
+            if problems or evidence:
                 details = "; ".join(f"{p.name}: {why}" for p, why in problems) or \
                     f"{self.model_file.name} is missing"
                 raise CheckpointError(
                     f"the checkpoint in {self.folder} cannot be used ({details}); restore the file, or "
                     f"start over with --fresh (deletes the checkpoint set)")
             return None
-        state, path = max(candidates, key=lambda c: c[0].epoch)
-        for damaged_path, why in problems:
-            log.warning("%s is damaged (%s) - using %s (epoch %d) instead; the damaged file is kept as %s",
-                        damaged_path, why, path.name, state.epoch, damaged_path.name + ".damaged")
-            os.replace(damaged_path, damaged_path.with_name(damaged_path.name + ".damaged"))
-        if path == self.previous_file:
-            # Make the good set the current one, so the next save's rename keeps it as previous.
-            os.replace(self.previous_file, self.model_file)
-            atomic_io.fsync_path(self.folder)
-            path = self.model_file
-        self._repair_views(state)
-        return path, state
+        candidates.sort(key=lambda c: c[0].epoch, reverse=True)
+        if fingerprint is not None:
+            matching = [c for c in candidates if c[0].fingerprint == fingerprint]
+            if not matching:
+                state, path = candidates[0]
+                raise CheckpointMismatch(
+                    f"the checkpoint in {self.folder} (epoch {state.epoch}) was made with other settings: "
+                    f"{'; '.join(fingerprints.differences(state.fingerprint, fingerprint))}. Either rerun with the "
+                    f"settings it was made with, or start over with --fresh (deletes the checkpoint); the "
+                    f"checkpoint is left untouched")
+            problems += [(p, "it was made by another run, with other settings") for s, p in candidates
+                         if s.fingerprint != fingerprint]
+            candidates = matching
+        state, path = candidates[0]
+        return state, path, problems, claimed
 
-    def _repair_views(self, state: TrainingState) -> None:
-        """Make last_epoch.txt, history.npz and training_state.json agree with ``state``."""
+    def claimed_epoch(self) -> int | None:
+        """The newest epoch any view (last_epoch.txt, training_state.json, history.npz) records."""
+        claims = []
+        with contextlib.suppress(OSError, ValueError):
+            claims.append(int(self.last_epoch_file.read_bytes().decode("ascii").strip()))
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            claims.append(int(json.loads(self.state_file.read_bytes())["epoch"]))
+        with contextlib.suppress(OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            with np.load(self.history_file, allow_pickle=False) as archive:
+                claims.append(int(archive["epoch"].max()))
+        claims = [claim for claim in claims if claim > 0]
+        return max(claims) if claims else None
+
+    def _repair_views(self, state: TrainingState, explained: bool = False) -> None:
+        """Make last_epoch.txt, history.npz and training_state.json agree with ``state``.
+
+        ``explained``: the caller already said why they are ahead of the checkpoint.
+        """
         problems = []
         try:
-            text = self.last_epoch_file.read_text().strip()
+            raw = self.last_epoch_file.read_bytes()
         except FileNotFoundError:
-            text = None
+            raw = None
             problems.append(f"{self.last_epoch_file.name} is missing")
-        if text is not None:
+        except OSError as error:
+            raw = None
+            problems.append(f"{self.last_epoch_file.name} cannot be read ({error.strerror or error})")
+        if raw is not None:
+            text = raw.decode("ascii", errors="replace").strip()
             if not text.isdigit():
-                problems.append(f"{self.last_epoch_file.name} is empty or unreadable ({text[:20]!r})")
+                problems.append(f"{self.last_epoch_file.name} is empty or damaged ({text[:20]!r})")
             elif int(text) != state.epoch:
-                log.warning("WARNING: %s says epoch %s, but the checkpoint holds epoch %d - resuming from the "
-                            "checkpoint's own epoch (the file was edited or is stale)",
-                            self.last_epoch_file, text, state.epoch)
+                if not explained:
+                    log.warning("WARNING: %s says epoch %s, but the checkpoint holds epoch %d - resuming from "
+                                "the checkpoint's own epoch (the file was edited or is stale)",
+                                self.last_epoch_file, text, state.epoch)
                 problems.append("")
         try:
             with np.load(self.history_file, allow_pickle=False) as archive:
@@ -294,12 +381,12 @@ class CheckpointStore:
             expected = state.history_arrays()
             if saved.keys() != expected.keys() or any(
                     not np.array_equal(saved[k], expected[k], equal_nan=True) for k in expected):
-                problems.append(f"{self.history_file.name} does not match the checkpoint")
+                problems.append("" if explained else f"{self.history_file.name} does not match the checkpoint")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             problems.append(f"{self.history_file.name} is missing or damaged")
         try:
-            if json.loads(self.state_file.read_text()) != json.loads(json.dumps(state.to_json())):
-                problems.append(f"{self.state_file.name} does not match the checkpoint")
+            if json.loads(self.state_file.read_bytes()) != json.loads(json.dumps(state.to_json())):
+                problems.append("" if explained else f"{self.state_file.name} does not match the checkpoint")
         except (OSError, ValueError):
             problems.append(f"{self.state_file.name} is missing or damaged")
         if problems:
@@ -308,6 +395,42 @@ class CheckpointStore:
                 log.info("%s - epoch %d recovered from the checkpoint itself; rewriting them",
                          "; ".join(described), state.epoch)
             self.write_views(state)
+
+    def recover_best_model(self, state: TrainingState, target: Path) -> Path:
+        """Make ``target`` hold the best epoch's model again if it is missing, damaged or another's.
+
+        The best model is looked for in the set's own copy, then in the two checkpoints. If all
+        are gone, the last checkpoint takes its place, and the log names the epoch whose best
+        weights are lost. Returns ``target``.
+        """
+        target = Path(target)
+        wanted = state.best_epoch or state.epoch  # no epoch had a finite score: the last one stands in
+
+        def problem(path: Path) -> str | None:
+            try:
+                saved = read_state_from_model_file(path)
+            except CheckpointDamaged as damage:
+                return str(damage)
+            if saved.fingerprint != state.fingerprint:
+                return "it was made by another run, with other settings"
+            if saved.epoch != wanted:
+                return f"it holds epoch {saved.epoch}, not the best epoch {wanted}"
+            return None
+
+        why = problem(target)
+        if why is None:
+            return target
+        for source in (self.best_file, self.model_file, self.previous_file):
+            if problem(source) is None:
+                atomic_io.copy_file(source, target)
+                log.warning("WARNING: %s: %s - restored the best model (epoch %d) from %s",
+                            target, why, wanted, source)
+                return target
+        atomic_io.copy_file(self.model_file, target)
+        log.warning("WARNING: %s: %s, and no copy of the best model (epoch %d) is left - the last checkpoint "
+                    "(epoch %d) takes its place; the best weights of epoch %d are lost",
+                    target, why, wanted, state.epoch, wanted)
+        return target
 
 
 def _crash(step: int) -> None:

@@ -154,23 +154,24 @@ def fresh_built_in_set(rows: int, seed: int, positive_fraction: float, preproces
     return truth, preprocess(flux, preprocessing)
 
 
-def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: int, results_dir: Path) -> dict:
+def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: int, report_file: Path) -> dict:
     """Stage [7/7] on built-in data: injection-recovery on a fresh set, plot and JSON.
 
     The set is drawn from seed ``seed + 1000`` (never trained, validated or tested on) with a
     quarter of the curves hosts, so every S/N bin holds enough of them; the non-hosts keep the
-    generator's mix of kinds.
+    generator's mix of kinds. Writes ``report_file`` (JSON) and ``completeness.png`` beside it.
     """
     import atomic_io
     import plots
+    from model import predict_scores
 
     truth, inputs = fresh_built_in_set(rows, seed + 1000, 0.25, preprocessing)
-    scores = model.predict(inputs, batch_size=256, verbose=0)[:, 0].astype(np.float64)
+    scores = predict_scores(model, inputs)
     host = truth.label == 2
     thresholds = {VALIDATION_THRESHOLD: threshold,
                   FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(scores, host)}
     report = completeness(scores, truth, thresholds) | {"seed": seed + 1000}
-    atomic_io.write_json(Path(results_dir) / "completeness.json", report)
-    plots.write_all({"completeness": lambda p: plots.completeness({"network": report}, p)}, results_dir)
+    atomic_io.write_json(Path(report_file), report)
+    plots.write_all({"completeness": lambda p: plots.completeness({"network": report}, p)}, Path(report_file).parent)
     log_report(report, f"Injection-recovery on fresh built-in curves (seed {seed + 1000})")
     return report

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import atomic_io
+import fingerprints
 from augmentation import SPLITS, Split
 
 log = logging.getLogger(__name__)
@@ -101,31 +102,6 @@ def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: in
         "split": dataclasses.asdict(split),
         "seed": seed,
     }))
-
-
-def describe_difference(old: dict, new: dict) -> str:
-    """One line naming what differs between two fingerprints."""
-    changes = []
-    old_files = {f["name"]: f for f in old.get("files", [])}
-    new_files = {f["name"]: f for f in new.get("files", [])}
-    for name in sorted(new_files.keys() - old_files.keys()):
-        changes.append(f"new file {name}")
-    for name in sorted(old_files.keys() - new_files.keys()):
-        changes.append(f"file {name} removed")
-    for name in sorted(old_files.keys() & new_files.keys()):
-        if old_files[name] != new_files[name]:
-            changes.append(f"file {name} changed")
-    for section in ("format", "seed", "preprocessing", "split"):
-        before, after = old.get(section), new.get(section)
-        if isinstance(after, dict) and isinstance(before, dict):
-            for key in sorted(after.keys() | before.keys()):
-                if before.get(key) != after.get(key):
-                    changes.append(f"{section}.{key} {before.get(key)} -> {after.get(key)}")
-        elif before != after:
-            changes.append(f"{section} {before} -> {after}")
-    if len(changes) > 4:
-        changes = changes[:4] + [f"{len(changes) - 4} more"]
-    return ", ".join(changes) or "unknown difference"
 
 
 def known_row_counts(path: Path) -> dict[tuple, int]:
@@ -232,7 +208,7 @@ def load(path: Path, expected: dict) -> TrainingData | None:
             fingerprint = json.loads(str(archive["fingerprint"]))
             if fingerprint != expected:
                 log.info("Saved training data is out of date (%s) - rebuilding",
-                         describe_difference(fingerprint, expected))
+                         fingerprints.describe(fingerprint, expected))
                 return None
             log.info("Found saved training data - loading %s", path)
             splits = {}

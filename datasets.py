@@ -133,17 +133,30 @@ def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> lis
 
 
 def count_data_rows(path: Path) -> int:
-    """Data lines of a CSV (lines after the header), by counting newlines in 4 MB blocks."""
-    newlines, last = 0, b"\n"
+    """Data lines of a CSV (lines after the header), by counting line ends in 4 MB blocks.
+
+    ``\\n``, ``\\r\\n`` and a lone ``\\r`` each end a line, as in ``find_bad_line``.
+    """
+    ends, last = 0, b"\n"
     try:
         with open(path, "rb") as handle:
             while block := handle.read(1 << 22):
-                newlines += block.count(b"\n")
+                ends += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+                if last == b"\r" and block[:1] == b"\n":
+                    ends -= 1  # a \r\n split across two blocks
                 last = block[-1:]
     except OSError as error:
         raise _unreadable(path, error) from None
-    lines = newlines + (last != b"\n")
+    lines = ends + (last not in (b"\n", b"\r"))
     return max(lines - 1, 0)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _unreadable(path: Path, error: OSError) -> DataError:
@@ -168,12 +181,21 @@ def read_header(path: Path, require_labels: bool = True) -> _Header:
             head = handle.read(_SNIFF_BYTES)
             handle.seek(0)
             first_line = handle.readline(_MAX_HEADER_BYTES)
+            after_header = handle.read(_SNIFF_BYTES)
     except OSError as error:
         raise _unreadable(path, error) from None
     if not head.strip():
         raise DataError(f"{path}: the file is empty; remove it or fill it with light curves (LABEL,FLUX.1,...)")
     if b"\x00" in head:
         raise DataError(f"{path}: not a text CSV file (binary content); remove it from the data folder")
+    # A file whose lines end in a lone \r reads as one line: the header ends at the first line end.
+    line_end = re.search(rb"\r\n|\n|\r", first_line)
+    if line_end:
+        first_line, after_header = first_line[:line_end.start()], first_line[line_end.end():] + after_header
+    if not after_header.strip() and len(first_line) < _MAX_HEADER_BYTES:
+        # Said here, before Arrow's reader sees the file: on a header alone it has aborted the
+        # whole process under load (apache/arrow#34314).
+        raise DataError(f"{path}: has a header but no data rows; add light curves or remove the file")
     try:
         text = first_line.decode("utf-8-sig").strip("\r\n")
     except UnicodeDecodeError:
@@ -203,26 +225,60 @@ def read_header(path: Path, require_labels: bool = True) -> _Header:
     return _Header(label=labels[0] if labels else None, flux=flux, ignored=ignored)
 
 
-def _locate_bad_cell(path: Path, column: str, dtype_name: str) -> DataError:
-    """Find the first cell of ``column`` that does not parse as a number (slow path, errors only)."""
-    import pandas as pd
-    import pyarrow.csv as pa_csv
+# Cells read as missing (filled later) rather than as errors, as Arrow's reader treats them.
+_MISSING_CELLS = {"", "nan", "na", "n/a", "null", "inf", "-inf", "+inf", "infinity", "-infinity"}
 
-    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-        include_columns=[column], column_types={column: "string"}))
-    values = table.column(0).to_pandas()
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero(numbers.isna().to_numpy() & values.notna().to_numpy()
-                         & ~values.str.strip().str.lower().isin(["", "nan", "na", "n/a", "null", "inf", "-inf"]).to_numpy())
-    if bad.size:
-        row = int(bad[0])
-        return DataError(f"{path}: line {row + 2}, column {column.strip()}: {values.iloc[row]!r} is not a number; "
-                         "fix or remove that row")
-    return DataError(f"{path}: column {column.strip()} has values that are not {dtype_name} numbers; fix them")
+
+def find_bad_line(path: Path, header: _Header) -> DataError | None:
+    """The first line of a CSV that cannot be read as a row of numbers, as a DataError naming it.
+
+    The slow path, run only after the fast reader failed: one pass in Python over the lines as
+    an editor counts them (``\\n``, ``\\r\\n`` and ``\\r`` all end a line; blank lines are
+    skipped, as the reader skips them). It catches what the reader reports without a line
+    number: NUL bytes, text that is not UTF-8, overlong or ragged lines, cells that are not
+    numbers. None if every line reads.
+    """
+    with open(path, encoding="utf-8", errors="surrogateescape", newline=None) as handle:
+        names = next(csv.reader([handle.readline().lstrip("\ufeff").rstrip("\n")]), [])
+        wanted = {name: index for index, name in enumerate(names)}
+        columns = [(wanted[name], name.strip()) for name in ([header.label] if header.label else []) + header.flux
+                   if name in wanted]
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\n")
+            if "\x00" in line:
+                return DataError(f"{path}: line {number} contains NUL bytes (binary data); "
+                                 "fix or remove that line")
+            if any("\udc80" <= char <= "\udcff" for char in line):
+                return DataError(f"{path}: line {number} is not UTF-8 text; save the file as CSV (UTF-8) "
+                                 "or remove that line")
+            if not line.strip():
+                continue
+            try:
+                fields = next(csv.reader([line]))
+            except csv.Error:
+                return DataError(f"{path}: line {number} ({len(line):,} characters) is not a CSV row "
+                                 "(a field is too long or badly quoted); fix or remove that line")
+            if len(fields) != len(names):
+                return DataError(f"{path}: line {number} has {len(fields)} fields but the header has {len(names)} "
+                                 f"({len(line):,} characters on that line); fix or remove that line")
+            for index, name in columns:
+                cell = fields[index].strip()
+                if cell.lower() in _MISSING_CELLS:
+                    continue
+                try:
+                    float(cell)
+                except ValueError:
+                    return DataError(f"{path}: line {number}, column {name}: {cell[:40]!r} is not a number; "
+                                     "fix or remove that row")
+    return None
 
 
 def _read_table(path: Path, header: _Header):
-    """Parse the label and flux columns with Arrow's multithreaded CSV reader."""
+    """Parse the label and flux columns with Arrow's multithreaded CSV reader.
+
+    Arrow's own messages never reach the user: on any failure the file is read again line by
+    line to name the line at fault (``find_bad_line``).
+    """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -243,35 +299,19 @@ def _read_table(path: Path, header: _Header):
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types=types,
                                                   strings_can_be_null=True))
-    except pa.ArrowInvalid as error:
-        message = str(error)
-        match = re.search(r"In CSV column #(\d+)", message)
-        if match and "conversion error" in message:
-            # Arrow numbers the file's columns; map back to the name.
-            with open(path, encoding="utf-8-sig") as handle:
-                all_columns = next(csv.reader([handle.readline().strip("\r\n")]))
-            raise _locate_bad_cell(path, all_columns[int(match.group(1))], "float") from None
-        raise DataError(f"{path}: not a valid CSV file ({message.splitlines()[0][:160]}); check the file") from None
     except OSError as error:
         raise _unreadable(path, error) from None
-    except pa.ArrowException as error:
-        raise DataError(f"{path}: cannot parse it as CSV ({str(error).splitlines()[0][:160]}); check the file") from None
-    if bad_rows:
-        row = bad_rows[0]
-        number = row.number if row.number is not None else _line_number_of(path, row.text)
-        where = f"line {number}" if number is not None else "a row"
-        raise DataError(f"{path}: {where} has {row.actual_columns} fields but the header has "
-                        f"{row.expected_columns}; fix or remove that row ({len(bad_rows)} such rows)")
+    except pa.ArrowException:
+        table = None
+    if table is None or bad_rows:
+        try:
+            problem = find_bad_line(path, header)
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        raise problem or DataError(
+            f"{path}: cannot be read as CSV, yet every line reads on its own: it may have changed while it was "
+            "read; rerun once it is complete, or save it again as comma-separated text") from None
     return table
-
-
-def _line_number_of(path: Path, text: str) -> int | None:
-    """Line number of the first line equal to ``text`` (Arrow's parallel reader can't tell)."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.rstrip("\r\n") == text:
-                return number
-    return None
 
 
 def _labels_to_host(path: Path, raw: np.ndarray) -> np.ndarray:
@@ -293,10 +333,23 @@ def _labels_to_host(path: Path, raw: np.ndarray) -> np.ndarray:
     return (raw == 1).astype(np.int8) if has_zero else (raw == 2).astype(np.int8)
 
 
-def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = True):
-    """Load one CSV: returns (flux [rows, sequence_length] float32, host label, line numbers, report)."""
+def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = True, found: DataFile | None = None):
+    """Load one CSV: returns (flux [rows, sequence_length] float32, host label, line numbers, report).
+
+    ``found``: the file as stage 1 found it; a file that changed since, or while it is read, is
+    an error (the cache would record contents it was not made from).
+    """
+    before = _identity(path)
+    if found is not None and before != (found.size, found.mtime_ns):
+        raise DataError(f"{path}: changed after it was found ({found.size:,} -> {before[0]:,} bytes); "
+                        "rerun once whatever writes it has finished")
     header = read_header(path, require_labels)
     table = _read_table(path, header)
+    after = _identity(path)
+    if after != before:
+        raise DataError(f"{path}: changed while it was read ({before[0]:,} -> {after[0]:,} bytes; "
+                        f"{table.num_rows} rows, to line {table.num_rows + 1}, were read); rerun once whatever "
+                        "writes it has finished")
     if table.num_rows == 0:
         raise DataError(f"{path}: has a header but no data rows; add light curves or remove the file")
     flux = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in header.flux])
@@ -338,7 +391,7 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig,
     """
     fluxes, labels, sources, lines, reports = [], [], [], [], []
     for index, data_file in enumerate(files):
-        flux, label, line, report = load_file(data_file.path, config, require_labels)
+        flux, label, line, report = load_file(data_file.path, config, require_labels, found=data_file)
         report["hosts"] = int((label == 1).sum())
         fluxes.append(flux)
         labels.append(label)

@@ -1,12 +1,13 @@
 """Stage [7/7] and ``--predict``: score the best model, draw the results, predict new curves.
 
 The decision threshold is chosen on the validation split (maximum F1), never on the test split,
-and saved beside the model (``models/threshold.json``); the test split is scored once, at that
+and saved beside the model (``Paths.threshold_file``); the test split is scored once, at that
 threshold. All metrics come from scikit-learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -72,27 +73,38 @@ def log_metrics(metrics: dict, heading: str) -> None:
              metrics["false_positives"], metrics["false_negatives"], metrics["true_negatives"])
 
 
-def load_best_model(path: Path):
+def load_model_file(path: Path):
+    """A Keras model from ``path``; NoModelError naming the file if it cannot be loaded."""
+    from quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
     import keras
 
-    if not Path(path).exists():
-        raise NoModelError(f"no trained model at {path}; train one first: python3 hybrid_training.py")
-    return keras.models.load_model(path, safe_mode=True)
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many kinds; any of them means the file is unusable
+        raise NoModelError(f"{path}: cannot be loaded as a Keras model ({str(error).splitlines()[0][:120]}); "
+                           f"retrain with python3 hybrid_training.py, or restore it from a backup") from None
 
 
 def _scores(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    return model.predict(inputs, batch_size=batch_size, verbose=0)[:, 0].astype(np.float64)
+    from model import predict_scores
+
+    return predict_scores(model, inputs, batch_size)
 
 
 def evaluate(settings, data, state) -> dict:
     """Score the best model on the test split; write results/metrics.json and the plots."""
     import plots
 
+    from checkpoint_callback import CheckpointStore
+
     paths = settings.paths
-    model = load_best_model(paths.best_model_file)
+    # A best model lost or damaged since it was saved is restored from the checkpoint set.
+    model = load_model_file(CheckpointStore(paths.checkpoint_dir).recover_best_model(state, paths.best_model_file))
     batch = max(256, settings.training.batch_size)
     threshold = choose_threshold(data.labels("val"), _scores(model, data.inputs("val"), batch))
-    atomic_io.write_json(paths.models_dir / "threshold.json",
+    atomic_io.write_json(paths.threshold_file,
                          {"threshold": threshold, "chosen_on": "validation split, maximum F1",
                           "best_epoch": state.best_epoch})
     labels = data.labels("test")
@@ -101,14 +113,13 @@ def evaluate(settings, data, state) -> dict:
     report = {"test": metrics, "threshold_chosen_on": "validation split, maximum F1",
               "best_epoch": state.best_epoch, "best_val_auc": state.best_value, "epochs_trained": state.epoch,
               "settings_fingerprint": state.fingerprint}
-    metrics_file = paths.results_dir / "metrics.json"
+    metrics_file = paths.metrics_file
     atomic_io.write_json(metrics_file, report)
     log_metrics(metrics, f"Test split: {labels.size} curves, {metrics['positives']} planet hosts; best model from "
                          f"epoch {state.best_epoch}; threshold {threshold:.3f} chosen on the validation split")
     log.info("Metrics written to %s", metrics_file)
 
-    with np.load(paths.checkpoint_dir / "history.npz", allow_pickle=False) as archive:
-        history = {name: archive[name] for name in archive.files}
+    history = state.history_arrays()
     names = [f"{data.files[s]}:{line}" for s, line in zip(data.source_test, data.line_test)]
     written = plots.write_all({
         "training_history": lambda p: plots.training_history(history, p),
@@ -123,8 +134,65 @@ def evaluate(settings, data, state) -> dict:
         import completeness
 
         completeness.evaluate_built_in(model, settings.preprocessing, threshold, settings.seed,
-                                       settings.synthetic.completeness_rows, paths.results_dir)
+                                       settings.synthetic.completeness_rows, paths.completeness_file)
     return report
+
+
+def _read_preprocessing(path: Path):
+    from preprocessing import PreprocessingConfig
+
+    if not (path.exists() or path.is_symlink()):
+        raise NoModelError(f"no trained model: {path} is missing; train one first (python3 hybrid_training.py), "
+                           f"which writes it")
+    try:
+        return PreprocessingConfig.from_json_file(path)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise NoModelError(f"{path} is damaged ({str(error).splitlines()[0][:100] or type(error).__name__}); rerun "
+                           f"python3 hybrid_training.py with the training run's settings: it rewrites this file "
+                           f"(and resumes or only evaluates)") from None
+
+
+def _read_threshold(path: Path) -> float:
+    """The validation-chosen threshold; 0.5, with a warning, when it is missing or damaged."""
+    try:
+        threshold = float(json.loads(path.read_bytes())["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold {threshold} outside 0-1")
+        return threshold
+    except FileNotFoundError:
+        log.warning("WARNING: no %s (training was not evaluated yet): using threshold 0.5", path)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        log.warning("WARNING: %s is damaged (%s): using threshold 0.5; rerun python3 hybrid_training.py to "
+                    "evaluate again and rewrite it", path, str(error).splitlines()[0][:80] or type(error).__name__)
+    return 0.5
+
+
+def _usable_best_model(paths) -> Path:
+    """The best model's path, restored from the checkpoint set first if it is lost, damaged or
+    another run's (its settings fingerprint differs from the checkpoint's)."""
+    from checkpoint_callback import CheckpointDamaged, CheckpointError, CheckpointStore, read_state_from_model_file
+
+    best, why = None, None
+    try:
+        best = read_state_from_model_file(paths.best_model_file)
+    except CheckpointDamaged as damage:
+        why = str(damage)
+    store = CheckpointStore(paths.checkpoint_dir)
+    state = None
+    for path in (store.model_file, store.previous_file):
+        with contextlib.suppress(CheckpointDamaged):
+            state = read_state_from_model_file(path)
+            break
+    if best is not None and (state is None or best.fingerprint == state.fingerprint):
+        return paths.best_model_file
+    if state is None:
+        raise NoModelError(f"no usable trained model: {paths.best_model_file}: {why}, and {paths.checkpoint_dir} "
+                           f"holds no checkpoint to restore it from; train one first: python3 hybrid_training.py")
+    try:
+        return store.recover_best_model(state, paths.best_model_file)
+    except (OSError, CheckpointError) as error:
+        raise NoModelError(f"{paths.best_model_file}: {why or 'another run'}, and restoring it from "
+                           f"{paths.checkpoint_dir} failed ({error}); retrain with python3 hybrid_training.py") from None
 
 
 def _csv_files(targets) -> list:
@@ -153,24 +221,19 @@ def predict(settings) -> Path:
     labelled); with labels, also logs the metrics of ``evaluate`` for those curves.
     """
     from datasets import load_file
-    from preprocessing import PreprocessingConfig, preprocess
+    from preprocessing import preprocess
 
     paths = settings.paths
-    if not paths.best_model_file.exists() or not paths.preprocessor_file.exists():
-        raise NoModelError(f"no trained model in {paths.models_dir} (need {paths.best_model_file.name} and "
-                           f"{paths.preprocessor_file.name}); train one first: python3 hybrid_training.py")
-    try:
-        config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
-        threshold = float(json.loads((paths.models_dir / "threshold.json").read_text())["threshold"])
-    except FileNotFoundError:
-        threshold = 0.5
-        log.warning("No %s (training was not evaluated yet): using threshold 0.5", paths.models_dir / "threshold.json")
-    except (ValueError, TypeError, KeyError) as error:
-        raise NoModelError(f"{paths.preprocessor_file} or threshold.json is unreadable ({error}); "
-                           f"retrain, or restore them from a backup") from None
+    config = _read_preprocessing(paths.preprocessor_file)
+    threshold = _read_threshold(paths.threshold_file)
     files = _csv_files(settings.predict)
+    model = load_model_file(_usable_best_model(paths))
+    expected = model.inputs[0].shape[1]
+    if expected != config.sequence_length:
+        raise NoModelError(f"{paths.best_model_file} takes curves of {expected} points but {paths.preprocessor_file} "
+                           f"makes {config.sequence_length}: they come from different runs; retrain, or restore "
+                           f"both from the same run")
     rows, all_scores, all_labels = [], [], []
-    model = load_best_model(paths.best_model_file)
     for data_file in files:
         flux, label, lines, report = load_file(data_file.path, config, require_labels=False)
         scores = _scores(model, preprocess(flux, config), 256) if len(flux) else np.empty(0)
@@ -181,7 +244,7 @@ def predict(settings) -> Path:
                          "" if truth < 0 else int(truth)])
         all_scores.append(scores)
         all_labels.append(label)
-    output = paths.results_dir / "predictions.csv"
+    output = paths.predictions_file
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["file", "line", "probability", "predicted_host", "true_host"])

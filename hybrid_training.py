@@ -24,35 +24,49 @@ import shlex
 import sys
 import time
 
-# TensorFlow's C++ start-up chatter (CPU features, oneDNN) says nothing a user can act on.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import atomic_io  # noqa: E402
-import data_cache  # noqa: E402
-from augmentation import split_and_augment  # noqa: E402
-from datasets import find_datasets, load_light_curves  # noqa: E402
-from errors import Interrupted, TrainerError  # noqa: E402
-from settings import SettingsError, parse_settings  # noqa: E402
+import atomic_io
+import data_cache
+import training
+from augmentation import split_and_augment
+from datasets import find_datasets, load_light_curves
+from errors import Interrupted, TrainerError
+from settings import SettingsError, parse_settings
 
 log = logging.getLogger("hybrid_training")
+TRACEBACKS = "hybrid_training.tracebacks"
 STAGES = 7
 
 
 def setup_logging(log_file, argv: list[str], mode: str) -> None:
-    """Console (messages only) and the appended log file (with times); one header line per run."""
+    """Console and the appended log file (with times); one header line per run.
+
+    Progress goes to stdout, warnings and errors to stderr (so ``2>errors.txt`` keeps only
+    them); the log file keeps both.
+    """
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    root.addHandler(console)
+    # Tracebacks of unexpected errors go to the log file only (to stderr without one).
+    tracebacks = logging.getLogger(TRACEBACKS)
+    tracebacks.propagate = False
+    progress = logging.StreamHandler(sys.stdout)
+    progress.setLevel(logging.INFO)
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for console in (progress, problems):
+        console.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(console)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
     except OSError as error:
-        log.warning("Cannot write the log file %s (%s); logging to the console only", log_file, error.strerror)
+        log.warning("WARNING: cannot write the log file %s (%s); logging to the console only", log_file,
+                    error.strerror)
+        tracebacks.addHandler(problems)
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(handler)
+        tracebacks.addHandler(handler)
         handler.stream.write(f"\n===== {datetime.datetime.now().isoformat(timespec='seconds')} "
                              f"python3 {shlex.join(['hybrid_training.py', *argv])} "
                              f"({mode}) =====\n")
@@ -76,6 +90,8 @@ def run(settings) -> None:
                           data_cache.known_row_counts(paths.cache_file))
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed)
+    # A checkpoint that stage 5 would refuse is refused now, before any file is written.
+    training.check_checkpoint(settings, fingerprint)
 
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
@@ -107,15 +123,14 @@ def run(settings) -> None:
     else:
         log.info("Using the preprocessed curves from %s", paths.cache_file)
     del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
-    atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
-    atomic_io.write_json(paths.settings_file, settings.to_json())
-    log.info("Preprocessing settings saved to %s (stages 1-4 took %.1f s)", paths.preprocessor_file,
-             time.perf_counter() - started)
-
-    import training  # TensorFlow loads from here on
+    log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")
-    prepared = training.prepare_model(settings, data)
+    prepared = training.prepare_model(settings, data)  # TensorFlow loads here
+    # Written once the checkpoint is accepted, so a refused run leaves every file as it was.
+    atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
+    atomic_io.write_json(paths.settings_file, settings.to_json())
+    log.info("Preprocessing settings saved to %s", paths.preprocessor_file)
 
     announce(6, "Training")
     state = training.train(prepared, data, settings)
@@ -166,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("Interrupted before training started; nothing saved is lost. Rerun the same command to continue.")
         return 130
+    except Exception as error:  # a bug: one line on the console, the traceback in the log file
+        logging.getLogger(TRACEBACKS).error("Unexpected error", exc_info=True)
+        log.error("INTERNAL ERROR: %s: %s. Nothing saved is lost (every file is written atomically); the "
+                  "traceback is in %s - please report it", type(error).__name__,
+                  str(error).splitlines()[0][:200] if str(error) else "", settings.paths.log_file)
+        return 1
     return 0
 
 

@@ -23,6 +23,10 @@ Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``)
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop
 (per-sample class weights), not here.
 
+``predict_scores`` scores curves batch by batch with ``predict_on_batch``: ``model.predict``
+builds a tf.data pipeline that, under op determinism, logs an error line (a graph rewrite drops
+an attribute) and costs a pipeline per call.
+
 TensorFlow is imported inside ``build_model`` so that the data stages and ``--status`` start
 without it.
 """
@@ -30,6 +34,8 @@ without it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -105,3 +111,12 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
         ],
     )
     return model
+
+
+def predict_scores(model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's output (planet-host probability) for each curve, float64."""
+    scores = np.empty(len(inputs), dtype=np.float64)
+    for start in range(0, len(inputs), batch_size):
+        batch = np.asarray(inputs[start:start + batch_size])
+        scores[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch))[:, 0]
+    return scores

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,27 @@ from model import ModelConfig
 from preprocessing import PreprocessingConfig
 from synthetic_data import SyntheticConfig
 from training import TrainingConfig
+
+
+VERSION = "1.1.0"
+
+EXAMPLES = """\
+examples:
+  python3 hybrid_training.py                      train on data/ (or the built-in data), or resume
+  python3 hybrid_training.py --status             show progress; changes nothing
+  python3 hybrid_training.py --epochs 150         train on to epoch 150 (a finished run continues)
+  python3 hybrid_training.py --fresh              delete the checkpoint set and train from epoch 1
+  python3 hybrid_training.py --config my.json     override settings, e.g. {"training": {"batch_size": 64}}
+  python3 hybrid_training.py --predict new.csv more/   score CSV files and folders with the best model
+
+precedence: a flag given on the command line beats --config, which beats the default.
+
+exit codes:
+  0    done
+  1    unexpected internal error (the traceback is in the log file; please report it)
+  2    bad command line, setting, data file or checkpoint: the message says what to fix
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: rerun the same command to resume
+"""
 
 
 class SettingsError(TrainerError):
@@ -47,6 +70,24 @@ class Paths:
     @property
     def best_model_file(self) -> Path:
         return self.models_dir / "exoplanet_cnn_lstm.keras"
+
+    @property
+    def threshold_file(self) -> Path:
+        """The decision threshold chosen on the validation split, beside the model."""
+        return self.models_dir / "threshold.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.results_dir / "metrics.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.results_dir / "predictions.csv"
+
+    @property
+    def completeness_file(self) -> Path:
+        """Stage 7's completeness study on fresh built-in curves (its plot is beside it)."""
+        return self.results_dir / "completeness.json"
 
     @property
     def settings_file(self) -> Path:
@@ -85,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(CSV: LABEL column, 2 = planet host, 1 = not; then FLUX.1 ... FLUX.N). "
             "Interrupt it at any time and rerun the same command to resume."
         ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     paths = defaults.paths
     parser.add_argument("--data-dir", type=Path, default=paths.data_dir,
                         help="folder searched recursively for *.csv light curves; when it holds none, "
@@ -101,20 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where plots, metrics and predictions are written (default: %(default)s)")
     parser.add_argument("--log-file", type=Path, default=paths.log_file,
                         help="log appended with everything printed (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.training.epochs,
+    # No argparse default for settings --config can also set: None means "not given", so an
+    # explicit flag beats --config, which beats the default.
+    parser.add_argument("--epochs", type=int,
                         help="total number of epochs to train, counted from the first "
-                             "(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.training.batch_size,
-                        help="training batch size (default: %(default)s)")
+                             f"(default: {defaults.training.epochs})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"training batch size (default: {defaults.training.batch_size})")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed for the built-in data, the split, augmentation, initial weights and "
                              "batch order; the same seed reproduces the same run (default: %(default)s)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete the checkpoint set and the best model, then train from epoch 1")
-    parser.add_argument("--status", action="store_true",
-                        help="print training progress from the checkpoint and exit; changes nothing")
-    parser.add_argument("--predict", type=Path, nargs="+", metavar="PATH",
-                        help="score CSV files or folders of CSVs with the best model")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--fresh", action="store_true",
+                       help="delete the checkpoint set and the best model, then train from epoch 1")
+    modes.add_argument("--status", action="store_true",
+                       help="print training progress from the checkpoint and exit; changes nothing")
+    modes.add_argument("--predict", type=Path, nargs="+", metavar="PATH",
+                       help="score CSV files or folders of CSVs with the best model")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="JSON object overriding component settings, e.g. "
                              '{"preprocessing": {"detrend_window": 61}}; components: '
@@ -122,23 +169,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _type_problem(value, expected) -> str | None:
+    """Why ``value`` (from JSON) does not fit the annotation ``expected``; None if it does."""
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        options = typing.get_args(expected)
+        return None if any(_type_problem(value, option) is None for option in options) else \
+            f"expected {' or '.join(_type_name(o) for o in options)}"
+    if origin is tuple:
+        arguments = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list of {_type_name(arguments[0])}"
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            arguments = (arguments[0],) * len(value)
+        elif len(arguments) != len(value):
+            return f"expected a list of {len(arguments)} values"
+        problems = [_type_problem(item, kind) for item, kind in zip(value, arguments)]
+        return next((f"item {i}: {p}" for i, p in enumerate(problems) if p), None)
+    if expected is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if expected is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if expected is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "expected a number"
+        return None if math.isfinite(value) else "expected a finite number"
+    if expected is str:
+        return None if isinstance(value, str) else "expected a string"
+    return None
+
+
+def _type_name(kind) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(kind, str(kind))
+
+
 def _override(config, overrides: dict, where: str):
-    """Return ``config`` with fields replaced from ``overrides``; unknown names are errors."""
+    """Return ``config`` with fields replaced from ``overrides``, each checked for type and range.
+
+    Raises:
+        SettingsError: naming the key: unknown, of the wrong type, or out of range.
+    """
     if not isinstance(overrides, dict):
         raise SettingsError(f"{where}: expected a JSON object of settings, got {overrides!r}")
     known = {f.name: f for f in dataclasses.fields(config)}
-    for name in overrides:
+    hints = typing.get_type_hints(type(config))
+    values = {}
+    for name, value in overrides.items():
         if name not in known:
             raise SettingsError(f"{where}: unknown setting '{name}'; known: {', '.join(sorted(known))}")
+        problem = _type_problem(value, hints[name])
+        if problem:
+            raise SettingsError(f"{where}: {name} = {json.dumps(value)}: {problem}; fix it in the file")
+        values[name] = tuple(value) if isinstance(value, list) else value
     try:
-        return dataclasses.replace(config, **overrides)
+        return dataclasses.replace(config, **values)
     except (TypeError, ValueError) as error:
         raise SettingsError(f"{where}: {error}") from None
 
 
 def _read_config_file(path: Path) -> dict:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes())
+    except UnicodeDecodeError:
+        raise SettingsError(f"--config {path}: not a UTF-8 text file; give a JSON file") from None
     except OSError as error:
         raise SettingsError(f"--config {path}: cannot read it ({error.strerror}); check the path") from None
     except json.JSONDecodeError as error:
@@ -159,8 +253,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if args.config is not None:
         for name, overrides in _read_config_file(args.config).items():
             components[name] = _override(components[name], overrides, f"--config {args.config} [{name}]")
-    components["training"] = _override(
-        components["training"], {"epochs": args.epochs, "batch_size": args.batch_size}, "command line")
+    flags = {name: value for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size))
+             if value is not None}
+    components["training"] = _override(components["training"], flags, "command line")
     if args.seed < 0:
         raise SettingsError(f"--seed {args.seed}: use a non-negative integer")
     return Settings(

@@ -290,9 +290,8 @@ def _spots(rng, time, period, amplitude):
 
 
 def _gapped_time(rng, rows, n):
-    """Cadence times in days with 1-3 closed-up gaps; returns (time, gap positions, gap mask)."""
+    """Cadence times in days with 1-3 closed-up gaps; returns (time, gap start cadences, -1 = none)."""
     time = np.tile(np.arange(n) * CADENCE_DAYS, (rows, 1))
-    after_gap = np.zeros((rows, n), dtype=bool)
     n_gaps = rng.integers(1, 4, rows)
     gap_starts = []
     for index in range(3):
@@ -300,7 +299,6 @@ def _gapped_time(rng, rows, n):
         length = rng.uniform(0.5, 4.0, rows) * (index < n_gaps)
         later = np.arange(n)[None, :] >= position[:, None]
         time += later * length[:, None]
-        after_gap |= later & (index < n_gaps)[:, None]
         gap_starts.append(np.where(index < n_gaps, position, -1))
     return time, np.stack(gap_starts, axis=1)
 

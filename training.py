@@ -40,8 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from checkpoint_callback import (CheckpointError, CheckpointStore, TrainingState, make_checkpoint_callback,
-                                 read_state_from_model_file, CheckpointDamaged)
+import atomic_io
+from checkpoint_callback import (CheckpointDamaged, CheckpointError, CheckpointStore, TrainingState,
+                                 make_checkpoint_callback, read_state_from_model_file)
 from errors import Interrupted, TrainerError
 from preprocessing import available_cores
 
@@ -66,10 +67,6 @@ class TrainingConfig:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
 
 
-class SettingsChanged(TrainerError):
-    """The checkpoint was made with other settings than this run's."""
-
-
 def training_fingerprint(model_config, training_config: TrainingConfig, seed: int, data_fingerprint: dict) -> dict:
     """Settings a checkpoint is only valid for. ``epochs`` is not one: raising it extends a run."""
     data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
@@ -80,17 +77,15 @@ def training_fingerprint(model_config, training_config: TrainingConfig, seed: in
                                   "data": data_digest}))
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            changes += _differences(before, after, f"{prefix}{key}.")
-        elif before != after:
-            # The data entry is a digest: name it, its two hex values say nothing.
-            changes.append("data (files or preprocessing settings)" if key == "data" and not prefix
-                           else f"{prefix}{key}: {before} -> {after}")
-    return changes
+def check_checkpoint(settings, data_fingerprint: dict) -> None:
+    """Before anything is written: refuse now if stage 5 would refuse the checkpoint.
+
+    Raises:
+        CheckpointMismatch, CheckpointError: as ``CheckpointStore.restore``.
+    """
+    if not settings.fresh:
+        fingerprint = training_fingerprint(settings.model, settings.training, settings.seed, data_fingerprint)
+        CheckpointStore(settings.paths.checkpoint_dir).check(fingerprint)
 
 
 @dataclass
@@ -105,9 +100,12 @@ def prepare_model(settings, data, store: CheckpointStore | None = None) -> Prepa
     """Stage [5/7]: restore the model from the checkpoint, or build a new one.
 
     Raises:
-        SettingsChanged: the checkpoint was made with other model or training settings.
+        CheckpointMismatch: the checkpoint was made with other model or training settings.
         CheckpointError: checkpoint files exist but none can be used.
     """
+    from quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
     import keras
     import tensorflow as tf
 
@@ -115,8 +113,8 @@ def prepare_model(settings, data, store: CheckpointStore | None = None) -> Prepa
     store = store or CheckpointStore(paths.checkpoint_dir)
     if settings.fresh:
         removed = store.remove_all()
-        if paths.best_model_file.exists():
-            paths.best_model_file.unlink()
+        if paths.best_model_file.exists() or paths.best_model_file.is_symlink():
+            atomic_io.remove(paths.best_model_file)
             removed.append(paths.best_model_file)
         log.info("--fresh: removed %s", ", ".join(str(p) for p in removed) if removed else "nothing (no checkpoint)")
         log.info("  (the cached training data %s is kept; it is rebuilt whenever data or settings change)",
@@ -124,7 +122,7 @@ def prepare_model(settings, data, store: CheckpointStore | None = None) -> Prepa
     keras.utils.set_random_seed(settings.seed)
     tf.config.experimental.enable_op_determinism()
     fingerprint = training_fingerprint(settings.model, settings.training, settings.seed, data.fingerprint)
-    restored = store.restore()
+    restored = store.restore(fingerprint)
     if restored is None:
         log.info("No checkpoint found - starting fresh training")
         model = _build(settings, data)
@@ -132,18 +130,17 @@ def prepare_model(settings, data, store: CheckpointStore | None = None) -> Prepa
         resumed = False
     else:
         path, state = restored
-        changes = _differences(state.fingerprint, fingerprint)
-        if changes:
-            raise SettingsChanged(
-                f"the checkpoint in {paths.checkpoint_dir} (epoch {state.epoch}) was made with other settings: "
-                f"{'; '.join(changes)}. Either rerun with the settings it was made with, or start over with "
-                f"--fresh (deletes the checkpoint); the checkpoint is left untouched")
         log.info("=" * 60)
         log.info("CHECKPOINT FOUND - RESUMING TRAINING")
         log.info("  Last completed epoch: %d", state.epoch)
         if state.epoch < settings.training.epochs and not _stopped_early(state, settings.training):
             log.info("  Resuming from epoch %d...", state.epoch + 1)
-        model = keras.models.load_model(path, safe_mode=True)
+        try:
+            model = keras.models.load_model(path, safe_mode=True)
+        except Exception as error:  # Keras raises many kinds; any of them means this file is unusable
+            raise CheckpointError(
+                f"{path} passes its checks but Keras cannot load it ({str(error).splitlines()[0][:120]}); "
+                f"restore it from a backup, or start over with --fresh") from None
         log.info("  Model, optimizer state and history of %d epochs restored from %s", state.epoch, path)
         log.info("=" * 60)
         resumed = True
@@ -345,8 +342,9 @@ class InterruptGuard:
 def check_disk_space(folder: Path, model) -> None:
     """Stop before training if a checkpoint set (two model files and a temporary) won't fit."""
     folder.mkdir(parents=True, exist_ok=True)
-    # Weights plus Adam's two moments, float32, plus the zip and config overhead.
-    set_size = 3 * 3 * 4 * model.count_params() + 1024 * 1024
+    # Five model files (current, previous, temporary, best in the set and in models/), each the
+    # weights plus Adam's two moments in float32, plus the zip and config overhead.
+    set_size = 5 * (3 * 4 * model.count_params() + 200 * 1024)
     free = shutil.disk_usage(folder).free
     if free < set_size + DISK_HEADROOM_BYTES:
         raise CheckpointError(f"only {free / 1e6:.0f} MB free in {folder}; checkpoints need about "

@@ -47,10 +47,21 @@ def _times(length: int, cadence_days: float) -> np.ndarray:
     return np.arange(length) * cadence_days
 
 
+def period_grid(baseline_days: float) -> np.ndarray:
+    """The trial periods for a curve spanning ``baseline_days``: log-spaced from the shortest
+    period to the longest that shows two transits (half the baseline, at most 32 days), at the
+    density of 3000 periods over 0.5-32 days. A 65-day curve gets exactly that grid; a shorter
+    one, fewer periods, none of them unable to repeat within the curve."""
+    shortest, longest = PERIOD_RANGE_DAYS
+    longest = max(min(longest, 0.5 * baseline_days), 1.01 * shortest)
+    count = max(2, int(round(PERIODS * np.log(longest / shortest) / np.log(PERIOD_RANGE_DAYS[1] / shortest))))
+    return np.exp(np.linspace(np.log(shortest), np.log(longest), count))
+
+
 def _search_one(curve: np.ndarray, cadence_days: float) -> tuple:
     from astropy.timeseries import BoxLeastSquares
 
-    periods = np.exp(np.linspace(*np.log(PERIOD_RANGE_DAYS), PERIODS))
+    periods = period_grid(curve.size * cadence_days)
     usable = curve.size - curve.size % SEARCH_BIN
     binned = curve[:usable].astype(np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
     time = _times(usable, cadence_days).reshape(-1, SEARCH_BIN).mean(axis=1)

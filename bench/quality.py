@@ -87,15 +87,18 @@ def score(run: Path, args) -> dict:
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
                               fresh_built_in_set, threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
+    from model import predict_scores
     from preprocessing import PreprocessingConfig, available_cores
+    from settings import Paths
 
-    config = PreprocessingConfig.from_json_file(run / "models" / "preprocessor_hybrid.json")
-    validation_threshold = json.loads((run / "models" / "threshold.json").read_text())["threshold"]
+    paths = Paths(models_dir=run / "models", results_dir=run / "results")
+    config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
+    validation_threshold = json.loads(paths.threshold_file.read_text())["threshold"]
     # The survey-like host fraction of the default built-in data set.
     truth, inputs = fresh_built_in_set(args.test_rows, args.test_seed, SyntheticConfig().positive_fraction, config)
     host = truth.label == 2
-    model = keras.models.load_model(run / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
-    scores = {"network": model.predict(inputs, batch_size=256, verbose=0)[:, 0].astype(np.float64)}
+    model = keras.models.load_model(paths.best_model_file, safe_mode=True)
+    scores = {"network": predict_scores(model, inputs)}
     scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
     for name, values in scores.items():
@@ -152,13 +155,13 @@ def main():
     walls, own, folders = [], [], []
     if args.run is not None:
         run = args.run
-        report = json.loads((run / "results" / "metrics.json").read_text())
+        report = json.loads((Paths(results_dir=run / "results").metrics_file).read_text())
     else:
         for _ in range(args.repeats):
             wall, run, folder = train_default(args.epochs)
             walls.append(wall)
             folders.append(folder)
-            own.append(json.loads((run / "results" / "metrics.json").read_text()))
+            own.append(json.loads((Paths(results_dir=run / "results").metrics_file).read_text()))
         if any(entry["test"] != own[0]["test"] for entry in own):
             raise SystemExit(f"repeated default runs scored differently: {[entry['test'] for entry in own]}")
         report = own[0]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -91,3 +95,52 @@ def make_workdir(tmp_path: Path, data: Path | None = None) -> Path:
     if data is not None:
         shutil.copytree(data, workdir / "data")
     return workdir
+
+
+# Epochs of the reference run, the uninterrupted run every resumed run is compared with.
+EPOCHS = 6
+
+
+def checkpoint_arrays(path):
+    """Every array in a .keras file's weights (model weights and optimizer variables)."""
+    with zipfile.ZipFile(path) as archive:
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            arrays = {}
+            weights.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                               if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_run(workdir, reference):
+    got = checkpoint_arrays(workdir / "checkpoints" / "model_checkpoint.keras")
+    want = checkpoint_arrays(reference / "checkpoints" / "model_checkpoint.keras")
+    assert got.keys() == want.keys() and len(got) > 10
+    different = [name for name in want if not np.array_equal(got[name], want[name])]
+    assert not different, f"arrays differ from the uninterrupted run: {different[:5]}"
+    assert (checkpoint_arrays(workdir / "models" / "exoplanet_cnn_lstm.keras").keys()
+            == checkpoint_arrays(reference / "models" / "exoplanet_cnn_lstm.keras").keys())
+    with np.load(workdir / "checkpoints" / "history.npz") as a, np.load(reference / "checkpoints" / "history.npz") as b:
+        metrics = [k for k in b.files if k not in ("epoch_seconds", "resumed_after")]
+        assert len(metrics) >= 12 and set(metrics) <= set(a.files)
+        for name in metrics:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_data, tmp_path_factory):
+    """The uninterrupted run of EPOCHS epochs (and its wall time)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    config = workdir / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    shutil.copytree(tiny_data, workdir / "data")
+    started = time.monotonic()
+    result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # What the user's console showed, for the start-up and output-stream tests.
+    (workdir / "console.stdout").write_text(result.stdout)
+    (workdir / "console.stderr").write_text(result.stderr)
+    assert "No checkpoint found - starting fresh training" in result.stdout
+    assert f"Starting from epoch: 1/{EPOCHS}" in result.stdout
+    return workdir, config, time.monotonic() - started
+
+

@@ -94,8 +94,8 @@ def test_bad_input_gives_one_line_error_exit_2_and_writes_no_cache(tmp_path, cas
     writer(bad)
     result = run_trainer(workdir, "--epochs", "1")
     assert result.returncode == 2, result.stdout + result.stderr
-    error_lines = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
-    assert len(error_lines) == 1, result.stdout
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(error_lines) == 1 and "ERROR" not in result.stdout, result.stdout + result.stderr
     assert expected in error_lines[0]
     if case not in ("one_class", "too_few"):
         assert str(bad) in error_lines[0]
@@ -119,3 +119,75 @@ def test_unreadable_and_vanished_files_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", denied)  # root ignores chmod; simulate what a user sees
     with pytest.raises(DataError, match="gone.csv: permission denied"):
         load_light_curves(files, CONFIG)
+
+
+def _kaggle_lines(rows: int = 12, length: int = 64, hosts: int = 3) -> list[str]:
+    labels, flux = random_curves(rows, length, hosts)
+    return [",".join(["LABEL"] + [f"FLUX.{i}" for i in range(1, length + 1)])] + \
+        [",".join([str(label)] + [f"{v:.3f}" for v in row]) for label, row in zip(labels, flux)]
+
+
+def _load_error(folder) -> str:
+    with pytest.raises(DataError) as error:
+        load_light_curves(discover_csv_files(folder)[0], CONFIG)
+    message = str(error.value)
+    assert "\n" not in message
+    for arrow_words in ("straddl", "block", "CSV parse error", "ArrowInvalid", "In CSV column"):
+        assert arrow_words not in message, message
+    return message
+
+
+def test_a_ten_million_character_line_is_named_by_its_line_number(tmp_path):
+    lines = _kaggle_lines()
+    (tmp_path / "long.csv").write_text("\n".join(lines[:2] + ["x" * 10_000_000] + lines[2:]) + "\n")
+    message = _load_error(tmp_path)
+    assert f"{tmp_path / 'long.csv'}: line 3 " in message and "10,000,000 characters" in message
+
+
+def test_nul_bytes_past_the_first_block_are_named_by_line(tmp_path):
+    lines = _kaggle_lines(rows=400, length=64)
+    lines[300] = lines[300][:20] + "\x00\x00\x00" + lines[300][20:]  # far past the first 64 kB sniffed
+    (tmp_path / "nul.csv").write_bytes(("\n".join(lines) + "\n").encode())
+    assert f"{tmp_path / 'nul.csv'}: line 301 contains NUL bytes" in _load_error(tmp_path)
+
+
+def test_text_that_is_not_utf8_is_named_by_line(tmp_path):
+    lines = _kaggle_lines()
+    data = "\n".join(lines).encode().replace(lines[5].encode(), lines[5].encode()[:30] + b"\xff\xfe" +
+                                             lines[5].encode()[32:])
+    (tmp_path / "latin.csv").write_bytes(data + b"\n")
+    assert f"{tmp_path / 'latin.csv'}: line 6 is not UTF-8 text" in _load_error(tmp_path)
+
+
+def test_mixed_line_endings_load_and_errors_count_lines_as_an_editor_does(tmp_path):
+    lines = _kaggle_lines()
+    endings = ["\r\n", "\n", "\r"]
+    mixed = "".join(line + endings[number % 3] for number, line in enumerate(lines))
+    (tmp_path / "mixed.csv").write_bytes(mixed.encode())
+    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    assert curves.label.size == 12 and curves.label.sum() == 3
+    from datasets import count_data_rows
+
+    assert count_data_rows(tmp_path / "mixed.csv") == 12
+    cells = lines[7].split(",")
+    cells[4] = "oops"
+    lines[7] = ",".join(cells)
+    (tmp_path / "mixed.csv").write_bytes("".join(line + endings[n % 3] for n, line in enumerate(lines)).encode())
+    assert "line 8, column FLUX.4: 'oops' is not a number" in _load_error(tmp_path)
+
+
+def test_a_file_that_changes_after_it_is_found_is_an_error_not_a_stale_cache(tmp_path):
+    lines = _kaggle_lines()
+    path = tmp_path / "growing.csv"
+    path.write_text("\n".join(lines[:8]) + "\n")
+    files, _ = discover_csv_files(tmp_path)
+    with open(path, "a") as handle:  # another program is still writing it
+        handle.write("\n".join(lines[8:]) + "\n")
+    with pytest.raises(DataError, match=r"growing.csv: changed after it was found \([\d,]+ -> [\d,]+ bytes\); rerun"):
+        load_light_curves(files, CONFIG)
+
+
+def test_old_mac_line_endings_alone_are_read(tmp_path):
+    (tmp_path / "mac.csv").write_bytes(("\r".join(_kaggle_lines()) + "\r").encode())
+    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    assert curves.label.size == 12 and curves.label.sum() == 3

@@ -39,21 +39,21 @@ def test_threshold_maximises_f1_on_the_labels_it_is_given():
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
-    """A tiny model trained for 3 epochs, evaluated (stage 7 ran)."""
-    from conftest import TINY_CONFIG
+def trained(reference, tmp_path_factory):
+    """The reference run (a tiny model, 6 epochs), evaluated again with completeness on."""
+    from conftest import EPOCHS, TINY_CONFIG
     import shutil
 
+    ref, _, _ = reference
     workdir = tmp_path_factory.mktemp("evaluated")
-    shutil.copytree(tiny_data, workdir / "data")
+    shutil.copytree(ref, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock", "console.*"))
     config = workdir / "tiny.json"
     # Stage 7's injection-recovery on 80 fresh curves (off in the other tests' runs, for time).
     config.write_text(json.dumps(TINY_CONFIG | {"synthetic": TINY_CONFIG["synthetic"] | {"completeness_rows": 80}}))
-    first = run_trainer(workdir, "--config", str(config), "--epochs", "2")
-    assert first.returncode == 0, first.stdout + first.stderr
-    second = run_trainer(workdir, "--config", str(config), "--epochs", "3")
+    second = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
     assert second.returncode == 0, second.stdout + second.stderr
-    return workdir, config, first, second
+    assert "Training already finished" in second.stdout
+    return workdir, config, None, second
 
 
 def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
@@ -64,7 +64,7 @@ def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
     threshold = json.loads((workdir / "models" / "threshold.json").read_text())["threshold"]
     assert report["test"]["threshold"] == threshold
     assert report["threshold_chosen_on"] == "validation split, maximum F1"
-    assert 1 <= report["best_epoch"] <= 3 and report["settings_fingerprint"]["seed"] == 42
+    assert 1 <= report["best_epoch"] <= 6 and report["settings_fingerprint"]["seed"] == 42
     # Recompute from the cache and the best model: the threshold is validation's, the metrics test's.
     model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
     with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
@@ -127,10 +127,10 @@ def test_predict_without_labels_and_with_errors(trained, tmp_path):
     assert len(rows) == 3 and all(r["true_host"] == "" for r in rows)
     bad = write_csv(tmp_path / "bad.csv", [2, 1], [[1.0, 2.0], [3.0, 4.0]], header=["LABEL", "FLUX.1", "FLUX.1"])
     failed = run_trainer(workdir, "--config", str(config), "--predict", str(bad))
-    assert failed.returncode == 2 and f"ERROR: {bad}: duplicate column names FLUX.1" in failed.stdout
+    assert failed.returncode == 2 and f"ERROR: {bad}: duplicate column names FLUX.1" in failed.stderr
     empty = make_workdir(tmp_path)
     missing = run_trainer(empty, "--predict", str(unlabelled))
-    assert missing.returncode == 2 and "no trained model" in missing.stdout and "train one first" in missing.stdout
+    assert missing.returncode == 2 and "no trained model" in missing.stderr and "train one first" in missing.stderr
     assert "Traceback" not in failed.stdout + failed.stderr + missing.stdout + missing.stderr
 
 
@@ -139,6 +139,7 @@ def test_log_has_one_header_per_run_and_the_resumed_runs_lines(trained):
     text = (workdir / "training_full.log").read_text()
     headers = [line for line in text.splitlines() if line.startswith("===== ")]
     assert len(headers) >= 2
-    assert "(no checkpoint)" in headers[0] and "--epochs 2" in headers[0]
-    assert "(resuming from checkpoint)" in headers[1] and "--epochs 3" in headers[1]
-    assert "CHECKPOINT FOUND - RESUMING TRAINING" in text and "Epoch 3/3" in text
+    assert "(no checkpoint)" in headers[0] and "--epochs 6" in headers[0]
+    assert "(resuming from checkpoint)" in headers[1] and "--epochs 6" in headers[1]
+    assert "Epoch 6/6" in text and "CHECKPOINT FOUND - RESUMING TRAINING" in text
+    assert text.index("Epoch 6/6") < text.index(headers[1]) < text.rindex("Training already finished")

@@ -4,73 +4,23 @@ The reference is the same tiny run never interrupted; every interrupted run must
 same weights and optimizer state, bit for bit, and the same metric history.
 """
 
-import io
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 
-import h5py
 import numpy as np
 import pytest
 
-from conftest import make_workdir, run_trainer, trainer_command, trainer_env
-
-EPOCHS = 6
-
-
-def checkpoint_arrays(path):
-    """Every array in a .keras file's weights (model weights and optimizer variables)."""
-    with zipfile.ZipFile(path) as archive:
-        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
-            arrays = {}
-            weights.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                               if isinstance(item, h5py.Dataset) else None)
-    return arrays
-
-
-def assert_same_run(workdir, reference):
-    got = checkpoint_arrays(workdir / "checkpoints" / "model_checkpoint.keras")
-    want = checkpoint_arrays(reference / "checkpoints" / "model_checkpoint.keras")
-    assert got.keys() == want.keys() and len(got) > 10
-    different = [name for name in want if not np.array_equal(got[name], want[name])]
-    assert not different, f"arrays differ from the uninterrupted run: {different[:5]}"
-    assert (checkpoint_arrays(workdir / "models" / "exoplanet_cnn_lstm.keras").keys()
-            == checkpoint_arrays(reference / "models" / "exoplanet_cnn_lstm.keras").keys())
-    with np.load(workdir / "checkpoints" / "history.npz") as a, np.load(reference / "checkpoints" / "history.npz") as b:
-        metrics = [k for k in b.files if k not in ("epoch_seconds", "resumed_after")]
-        assert len(metrics) >= 12 and set(metrics) <= set(a.files)
-        for name in metrics:
-            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_data, tmp_path_factory):
-    """The uninterrupted run of EPOCHS epochs (and its wall time)."""
-    from conftest import TINY_CONFIG
-    import json
-
-    workdir = tmp_path_factory.mktemp("reference")
-    config = workdir / "tiny.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    import shutil
-
-    shutil.copytree(tiny_data, workdir / "data")
-    started = time.monotonic()
-    result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "No checkpoint found - starting fresh training" in result.stdout
-    assert f"Starting from epoch: 1/{EPOCHS}" in result.stdout
-    return workdir, config, time.monotonic() - started
-
+from conftest import EPOCHS, assert_same_run, make_workdir, run_trainer, trainer_command, trainer_env
 
 def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data, tmp_path):
     ref, config, _ = reference
     workdir = make_workdir(tmp_path, tiny_data)
-    for epochs, start in ((2, 1), (3, 3), (5, 4), (EPOCHS, 6)):
+    for epochs, start in ((2, 1), (4, 3), (EPOCHS, 5)):
         result = run_trainer(workdir, "--config", str(config), "--epochs", str(epochs))
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"Starting from epoch: {start}/{epochs}" in result.stdout
@@ -81,10 +31,7 @@ def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data,
     assert_same_run(workdir, ref)
     with np.load(workdir / "checkpoints" / "history.npz") as history:
         assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
-        assert history["resumed_after"].tolist() == [2, 3, 5]
-    finished = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
-    assert "Training already finished" in finished.stdout and "Starting from epoch" not in finished.stdout
-    assert "[7/7] Evaluating" in finished.stdout
+        assert history["resumed_after"].tolist() == [2, 4]
 
 
 def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, tmp_path):
@@ -93,7 +40,7 @@ def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, t
     for trial in range(2):
         workdir = tmp_path / f"trial{trial}"
         workdir.mkdir()
-        __import__("shutil").copytree(tiny_data, workdir / "data")
+        shutil.copytree(tiny_data, workdir / "data")
         kills = 0
         for attempt in range(12):
             process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
@@ -110,7 +57,7 @@ def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, t
             if kills == 0:
                 # Finished before the first kill (runs vary up to 2x in time): start the trial over.
                 for folder in ("checkpoints", "models", "results"):
-                    __import__("shutil").rmtree(workdir / folder, ignore_errors=True)
+                    shutil.rmtree(workdir / folder, ignore_errors=True)
                 continue
             break
         else:
@@ -166,40 +113,24 @@ def test_ctrl_c_or_sigterm_during_epoch_2_stops_cleanly_and_resumes(reference, t
     assert_same_run(workdir, ref)
 
 
-def test_changed_settings_stop_before_training_and_leave_the_checkpoint(reference, tiny_data, tmp_path):
-    _, config, _ = reference
-    workdir = make_workdir(tmp_path, tiny_data)
-    assert run_trainer(workdir, "--config", str(config), "--epochs", "1").returncode == 0
-    before = {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()
-              if p.suffix != ".npz" and p.name != ".lock"}
+def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(reference, tmp_path):
+    ref, config, _ = reference
+    workdir = tmp_path / "run"
+    shutil.copytree(ref, workdir, ignore=shutil.ignore_patterns(".lock", "console.*", "training_full.log"))
+    before = {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()}
     changed = config.parent / "changed.json"
     changed.write_text(config.read_text().replace('"lstm_units": 8', '"lstm_units": 16'))
-    result = run_trainer(workdir, "--config", str(changed), "--epochs", "2")
+    result = run_trainer(workdir, "--config", str(changed), "--epochs", str(EPOCHS + 1))
     assert result.returncode == 2
-    assert "model.lstm_units: 8 -> 16" in result.stdout and "--fresh" in result.stdout
-    assert "Starting from epoch" not in result.stdout
-    assert {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()
-              if p.suffix != ".npz" and p.name != ".lock"} == before
+    assert "model.lstm_units 8 -> 16" in result.stderr and "--fresh" in result.stderr
+    assert "[2/7]" not in result.stdout  # refused in stage 1, before the cache or anything else is written
+    after = {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file() and p.name not in
+             ("training_full.log", ".lock")}
+    assert after == before
     fresh = run_trainer(workdir, "--config", str(changed), "--epochs", "1", "--fresh")
     assert fresh.returncode == 0, fresh.stdout
     assert "--fresh: removed" in fresh.stdout and "model_checkpoint.keras" in fresh.stdout
     assert "Starting from epoch: 1/1" in fresh.stdout
-
-
-def test_edited_last_epoch_and_damaged_checkpoint_in_a_real_rerun(reference, tiny_data, tmp_path):
-    _, config, _ = reference
-    workdir = make_workdir(tmp_path, tiny_data)
-    assert run_trainer(workdir, "--config", str(config), "--epochs", "3").returncode == 0
-    checkpoints = workdir / "checkpoints"
-    (checkpoints / "last_epoch.txt").write_text("1\n")
-    model = checkpoints / "model_checkpoint.keras"
-    model.write_bytes(model.read_bytes()[:1000])
-    result = run_trainer(workdir, "--config", str(config), "--epochs", "4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "model_checkpoint.keras is damaged" in result.stdout
-    assert "says epoch 1, but the checkpoint holds epoch 2" in result.stdout
-    assert "Starting from epoch: 3/4" in result.stdout
-    assert (checkpoints / "last_epoch.txt").read_text() == "4\n"
 
 
 def test_status_reads_progress_without_tensorflow_or_changes(reference):
@@ -223,7 +154,7 @@ def test_a_second_trainer_on_the_same_checkpoint_folder_stops(tiny_data, tmp_pat
     with exclusive_folder(workdir / "checkpoints", "a test"):
         result = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1")
     assert result.returncode == 2
-    assert f"process {os.getpid()}" in result.stdout and "another --checkpoint-dir" in result.stdout
+    assert f"process {os.getpid()}" in result.stderr and "another --checkpoint-dir" in result.stderr
     assert not (workdir / "checkpoints" / "training_data.npz").exists()
 
 

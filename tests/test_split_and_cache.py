@@ -83,7 +83,7 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     damaged = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
     assert damaged.returncode == 0, damaged.stdout + damaged.stderr
-    assert "is damaged" in damaged.stdout and "rebuilding" in damaged.stdout
+    assert "is damaged" in damaged.stderr and "rebuilding" in damaged.stderr
     with np.load(cache, allow_pickle=False) as archive:
         assert len(archive["y_test"]) > 0
     assert csv.exists()

@@ -1,0 +1,53 @@
+"""What a saved file was made from, and the one function that says how two such records differ.
+
+The data cache and the checkpoint each store a fingerprint: a JSON object of the settings and
+files their contents depend on. On the next run the saved fingerprint is compared with the one
+the run would make; ``differences`` turns a mismatch into words for the one-line message.
+"""
+
+from __future__ import annotations
+
+# Keys whose value is a digest of other settings: naming the key says more than two hex strings.
+DIGESTS = {"data": "data (files or preprocessing settings)"}
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Each difference between two fingerprints, as ``section.key before -> after``.
+
+    Nested objects are compared key by key; a list of files (objects with a ``name``) is
+    compared by name: new, removed or changed files.
+    """
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += differences(before, after, f"{prefix}{key}.")
+        elif _is_file_list(before) and _is_file_list(after):
+            changes += _file_differences(before, after)
+        elif not prefix and key in DIGESTS:
+            changes.append(DIGESTS[key])
+        else:
+            changes.append(f"{prefix}{key} {before} -> {after}")
+    return changes
+
+
+def describe(old: dict, new: dict, limit: int = 4) -> str:
+    """The differences in one line, the first ``limit`` of them named."""
+    changes = differences(old, new)
+    if len(changes) > limit:
+        changes = changes[:limit] + [f"{len(changes) - limit} more"]
+    return ", ".join(changes) or "unknown difference"
+
+
+def _is_file_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) and "name" in item for item in value)
+
+
+def _file_differences(old: list[dict], new: list[dict]) -> list[str]:
+    before = {item["name"]: item for item in old}
+    after = {item["name"]: item for item in new}
+    return ([f"new file {name}" for name in sorted(after.keys() - before.keys())]
+            + [f"file {name} removed" for name in sorted(before.keys() - after.keys())]
+            + [f"file {name} changed" for name in sorted(before.keys() & after.keys()) if before[name] != after[name]])
