@@ -34,7 +34,7 @@ def import_tensorflow() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import keras  # noqa: F401  (imports TensorFlow)
+            import keras  # noqa: F401  (imports TensorFlow; imported for its side effect)
             import tensorflow  # noqa: F401
         finally:
             os.dup2(saved, 2)

@@ -151,6 +151,7 @@ def main():
     args = parser.parse_args()
 
     import plots
+    from settings import Paths
 
     walls, own, folders = [], [], []
     if args.run is not None:
