@@ -22,6 +22,9 @@ Injection adds planets where there were none: ``injected_fraction`` copies per t
 A few hundred real hosts are memorised within a few epochs (measured: best validation AUC at
 epoch 3-6, then falling while the training AUC climbs to 0.99); thousands of injected ones, on
 the same eclipsing binaries, flares and pulsators the network must reject, teach it the transit.
+``injected_binary_fraction`` does the same for the commonest impostor: copies of training
+non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``, S/N from
+``injected_binary_snr``), which stay non-hosts.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from errors import TrainerError
 from preprocessing import available_cores, point_to_point_sigma
-from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, transit_loss
+from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, eclipsing_binary, transit_loss
 
 SPLITS = ("train", "val", "test")
 
@@ -48,11 +51,16 @@ class SplitConfig:
     test_fraction: float = 0.15
     augment_copies: int = 4       # extra copies of each training planet host
     injected_fraction: float = 1.0  # injected-planet copies per training non-host (0: none)
-    injected_snr: tuple[float, float] = (10.0, 100.0)  # S/N range of the injected transits, log-uniform
+    injected_snr: tuple[float, float] = (10.0, 1000.0)  # S/N range of the injected transits, log-uniform
+    injected_binary_fraction: float = 0.5  # injected eclipsing-binary copies per training non-host (label 0)
+    # S/N range of the binaries' eclipses, log-uniform: the planets' range, so that depth in noise
+    # units tells neither apart and only the shape of the dips does.
+    injected_binary_snr: tuple[float, float] = (10.0, 1000.0)
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "injected_snr", tuple(float(v) for v in self.injected_snr))
+        object.__setattr__(self, "injected_binary_snr", tuple(float(v) for v in self.injected_binary_snr))
         if not 0.0 < self.validation_fraction < 0.5 or not 0.0 < self.test_fraction < 0.5:
             raise ValueError("validation_fraction and test_fraction must each be between 0 and 0.5, got "
                              f"{self.validation_fraction} and {self.test_fraction}")
@@ -60,8 +68,12 @@ class SplitConfig:
             raise ValueError(f"augment_copies must be between 0 and 100, got {self.augment_copies}")
         if not 0.0 <= self.injected_fraction <= 10.0:
             raise ValueError(f"injected_fraction must be between 0 and 10, got {self.injected_fraction}")
-        if len(self.injected_snr) != 2 or not 0.0 < self.injected_snr[0] <= self.injected_snr[1]:
-            raise ValueError(f"injected_snr must be [low, high] with 0 < low <= high, got {list(self.injected_snr)}")
+        if not 0.0 <= self.injected_binary_fraction <= 10.0:
+            raise ValueError(f"injected_binary_fraction must be between 0 and 10, got {self.injected_binary_fraction}")
+        for name in ("injected_snr", "injected_binary_snr"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or not 0.0 < low_high[0] <= low_high[1]:
+                raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(low_high)}")
 
 
 @dataclass
@@ -181,8 +193,43 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
     return out
 
 
+def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
+                              cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
+    """A copy of each row of ``flux`` with the light of one synthetic eclipsing binary added.
+
+    The negative counterpart of ``inject_planets``: the binary is drawn as the built-in ones are
+    (``synthetic_data.eclipsing_binary``: V- to U-shaped primary and secondary eclipses,
+    ellipsoidal and reflection light, a third of them diluted), scaled to a total S/N drawn
+    log-uniformly from ``snr_range`` in the row's own point-to-point noise. In noise units a
+    binary's eclipses look like a deep planet's transits; these copies, labelled non-hosts, show
+    the network the difference on the same stars.
+    """
+    rows, n = flux.shape
+    time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
+    snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), rows))
+    noise = point_to_point_sigma(flux)
+    out = np.empty_like(flux)
+    # The binaries are drawn up front, chunk by chunk in order, so the result does not depend on
+    # the threads that add them.
+    signals = [eclipsing_binary(rng, np.ascontiguousarray(time[start:start + chunk_rows]))[0]
+               for start in range(0, rows, chunk_rows)]
+
+    def one_chunk(number: int) -> None:
+        part = slice(number * chunk_rows, (number + 1) * chunk_rows)
+        signal = signals[number]
+        norm = np.sqrt(((signal - signal.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+        amplitude = snr[part] * noise[part] / np.maximum(norm, 1e-300)
+        out[part] = flux[part] + amplitude[:, None] * signal
+
+    with ThreadPoolExecutor(available_cores()) as pool:
+        for _ in pool.map(one_chunk, range(len(signals))):
+            pass
+    return out
+
+
 def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int) -> dict[str, Split]:
-    """Stratified split of the original rows, then augmentation of the training hosts only."""
+    """Stratified split of the original rows, then copies in the training split only: augmented
+    hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts), in that order."""
     rows = stratified_split(label, config, seed)
     splits = {name: Split(flux=flux[rows[name]], label=label[rows[name]], index=rows[name],
                           augmented=np.zeros(rows[name].size, dtype=bool)) for name in SPLITS}
@@ -197,10 +244,19 @@ def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, 
         chosen = np.sort(rng.choice(non_host_rows, injections, replace=injections > non_host_rows.size))
         copies = np.concatenate([copies, inject_planets(train.flux[chosen], config.injected_snr, rng)])
         copy_sources = np.concatenate([copy_sources, chosen])
+    copy_labels = np.ones(copies.shape[0], dtype=train.label.dtype)
+    binaries = int(round(config.injected_binary_fraction * non_host_rows.size))
+    if binaries:
+        rng = np.random.default_rng([seed, 7])
+        chosen = np.sort(rng.choice(non_host_rows, binaries, replace=binaries > non_host_rows.size))
+        copies = np.concatenate([copies, inject_eclipsing_binaries(train.flux[chosen], config.injected_binary_snr,
+                                                                   rng)])
+        copy_sources = np.concatenate([copy_sources, chosen])
+        copy_labels = np.concatenate([copy_labels, np.zeros(binaries, dtype=train.label.dtype)])
     if copies.shape[0]:
         splits["train"] = Split(
             flux=np.concatenate([train.flux, copies]),
-            label=np.concatenate([train.label, np.ones(copies.shape[0], dtype=train.label.dtype)]),
+            label=np.concatenate([train.label, copy_labels]),
             index=np.concatenate([train.index, train.index[copy_sources]]),
             augmented=np.concatenate([train.augmented, np.ones(copies.shape[0], dtype=bool)]))
     return splits

@@ -110,7 +110,8 @@ def run(settings) -> None:
     log.info("  %-6s %8s %8s %10s %10s", "split", "curves", "hosts", "augmented", "total")
     for name, split in splits.items():
         copies = int(split.augmented.sum())
-        log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, split.hosts() - copies, copies, len(split))
+        original_hosts = int(split.label[~split.augmented].sum())
+        log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, original_hosts, copies, len(split))
 
     announce(4, "Preprocessing")
     if data is None:

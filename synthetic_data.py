@@ -197,7 +197,12 @@ def transit_loss(time, period, epoch, depth, density, u1, u2, impact):
     return _exposure_average(loss, time), duration
 
 
-def _eclipsing_binary(rng, time):
+def eclipsing_binary(rng, time):
+    """Eclipses, ellipsoidal and reflection light of one binary per row of ``time`` [rows, cadences] (days).
+
+    Returns (relative flux change, period, primary depth, epoch, eclipses in the window, eclipse
+    duration, diluted): 30 % are diluted by a third star (depth 0.3-3 %), the rest 3-50 % deep.
+    """
     rows = time.shape[0]
     period = _log_uniform(rng, 0.3, 30.0, rows)
     epoch = rng.uniform(0.0, 1.0, rows) * period
@@ -419,7 +424,7 @@ def _generate_chunk(rng, labels, n):
                                  _log_uniform(rng, 3e-3, 3e-2, fast.size))
     binary = np.flatnonzero(kind == "eclipsing_binary")
     if binary.size:
-        signal, p, d, t0, n_ecl, eclipse_duration, diluted = _eclipsing_binary(rng, time[binary])
+        signal, p, d, t0, n_ecl, eclipse_duration, diluted = eclipsing_binary(rng, time[binary])
         relative[binary] += signal
         period[binary], depth[binary], epoch[binary], n_transits[binary] = p, d, t0, n_ecl
         duration[binary] = eclipse_duration

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 TINY_CONFIG = {
     "synthetic": {"rows": 240, "positive_fraction": 0.1, "completeness_rows": 0},
     "preprocessing": {"sequence_length": 128, "detrend_window": 21},
-    "split": {"augment_copies": 1, "injected_fraction": 0.25},
+    "split": {"augment_copies": 1, "injected_fraction": 0.25, "injected_binary_fraction": 0.1},
     "model": {"conv_filters": [4, 8], "kernel_size": 5, "pool_size": 4, "lstm_units": 8, "dense_units": 8},
     "training": {"early_stopping_patience": 0},
 }

@@ -63,7 +63,7 @@ def test_injected_planets_have_the_requested_signal_to_noise_in_the_curves_own_u
 def test_injected_copies_come_from_training_non_hosts_and_count_as_hosts():
     curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
     label = (curves.label == 2).astype(np.int8)
-    config = SplitConfig(augment_copies=2, injected_fraction=0.5)
+    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.0)
     splits = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)
     train = splits["train"]
     original = ~train.augmented
@@ -126,3 +126,24 @@ def test_built_in_data_records_each_curves_truth_beside_the_csv(tmp_path):
     found, skipped = discover_csv_files(tmp_path)
     assert [f.name for f in found] == ["synthetic/synthetic_kepler_01.csv", "synthetic/synthetic_kepler_02.csv"]
     assert skipped == 0  # the truth files are expected, not reported as skipped
+
+
+def test_injected_binaries_are_scaled_to_their_snr_and_stay_non_hosts():
+    from augmentation import inject_eclipsing_binaries
+
+    rng = np.random.default_rng(2)
+    flux = (5000.0 + rng.normal(0.0, 3.0, (40, 3197))).astype(np.float32)
+    added = inject_eclipsing_binaries(flux, (30.0, 30.0), np.random.default_rng(4)) - flux
+    centred = added - added.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.sqrt((centred**2).sum(axis=1)) / 3.0, 30.0, rtol=0.08)
+    assert (added.min(axis=1) < -0.5).all()  # eclipses dim the star
+    curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
+    label = (curves.label == 2).astype(np.int8)
+    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.25)
+    train = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)["train"]
+    original = ~train.augmented
+    non_hosts, hosts = int((train.label[original] == 0).sum()), int((train.label[original] == 1).sum())
+    binaries = round(0.25 * non_hosts)
+    assert train.augmented.sum() == 2 * hosts + round(0.5 * non_hosts) + binaries
+    assert (train.label[train.augmented][-binaries:] == 0).all()
+    assert (label[train.index[train.augmented][-binaries:]] == 0).all()
