@@ -16,8 +16,9 @@ sequence length; the LSTM sees about 1.3 days per step, enough to relate transit
 Options, off by default because they did not win when measured side by side (README,
 "Measured"): ``global_pooling`` (global max and average pools beside the LSTM: best validation
 ROC AUC 0.866 -> 0.906, but on unseen curves ROC AUC 0.803 -> 0.800 and twice the
-false-positive rate on diluted eclipsing binaries), and ``convs_per_stage`` > 1 with
-``batch_norm`` (a deeper front end, 2.3 times as long per epoch on 2 cores).
+false-positive rate on diluted eclipsing binaries; measured before the injected binaries), and
+``convs_per_stage`` > 1 with ``batch_norm`` (a deeper front end, 2.3 times as long per epoch on
+2 cores).
 
 Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``), PR AUC
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop

@@ -46,7 +46,6 @@ def ours(x, y, x_val, y_val, epochs):
 
 def plain(x, y, x_val, y_val, epochs):
     import keras
-    import tensorflow as tf
 
     from model import ModelConfig, build_model
     from training import class_weights
