@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _type_problem(value, expected) -> str | None:
     """Why ``value`` (from JSON) does not fit the annotation ``expected``; None if it does."""
     origin = typing.get_origin(expected)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+    if origin in (typing.Union, types.UnionType):
         options = typing.get_args(expected)
         return None if any(_type_problem(value, option) is None for option in options) else \
             f"expected {' or '.join(_type_name(o) for o in options)}"
@@ -186,6 +187,8 @@ def _type_problem(value, expected) -> str | None:
             return f"expected a list of {len(arguments)} values"
         problems = [_type_problem(item, kind) for item, kind in zip(value, arguments)]
         return next((f"item {i}: {p}" for i, p in enumerate(problems) if p), None)
+    if expected is type(None):
+        return None if value is None else "expected null"
     if expected is bool:
         return None if isinstance(value, bool) else "expected true or false"
     if expected is int:
