@@ -29,6 +29,7 @@ non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from errors import TrainerError
 from preprocessing import available_cores, point_to_point_sigma
-from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, eclipsing_binary, transit_loss
+from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, eclipsing_binary, log_uniform, transit_loss
 
 SPLITS = ("train", "val", "test")
 
@@ -145,6 +146,32 @@ def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np
     return copied.astype(flux.dtype)
 
 
+def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], np.ndarray], centred: bool,
+                chunk_rows: int) -> np.ndarray:
+    """``flux`` plus each row's signal, scaled so that its total S/N in the row's own
+    point-to-point noise is ``snr``.
+
+    ``signal_of(rows)`` gives the signal of a slice of rows (relative flux change); the norm is
+    taken around the signal's mean when ``centred``. In chunks, so float64 temporaries stay small
+    at any number of rows, on a thread per core (numpy releases the GIL; each chunk writes only
+    its own rows, so the result does not depend on the threads).
+    """
+    noise = point_to_point_sigma(flux)
+    out = np.empty_like(flux)
+
+    def one_chunk(start: int) -> None:
+        part = slice(start, start + chunk_rows)
+        signal = signal_of(part)
+        spread = signal - signal.mean(axis=1, keepdims=True) if centred else signal
+        amplitude = snr[part] * noise[part] / np.maximum(np.sqrt((spread**2).sum(axis=1)), 1e-300)
+        out[part] = flux[part] + amplitude[:, None] * signal
+
+    with ThreadPoolExecutor(available_cores()) as pool:
+        for _ in pool.map(one_chunk, range(0, len(flux), chunk_rows)):  # re-raises a chunk's exception here
+            pass
+    return out
+
+
 def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
                    cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
     """A copy of each row of ``flux`` with the transits of one synthetic planet added.
@@ -172,59 +199,38 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
     time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
     period, epoch, depth, density = draw_planets(rng, time)
     u1, u2, impact = draw_geometry(rng, rows)
-    snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), rows))
-    noise = point_to_point_sigma(flux)
-    out = np.empty_like(flux)
+    snr = log_uniform(rng, *snr_range, rows)
 
-    def one_chunk(start: int) -> None:
-        part = slice(start, start + chunk_rows)
+    def transits(part: slice) -> np.ndarray:
+        # Measured: 1.5 ms a curve on one core.
         loss, _ = transit_loss(time[part], period[part], epoch[part], depth[part], density[part], u1[part],
                                u2[part], impact[part])
-        norm = np.sqrt((loss**2).sum(axis=1))
-        amplitude = snr[part] * noise[part] / np.maximum(norm, 1e-300)
-        out[part] = flux[part] - amplitude[:, None] * loss
+        return -loss
 
-    # In chunks, so the transit model's float64 temporaries stay small at any number of rows, on
-    # a thread per core (numpy releases the GIL; each chunk writes only its own rows, so the
-    # result does not depend on the threads). Measured: 1.5 ms a curve on one core.
-    with ThreadPoolExecutor(available_cores()) as pool:
-        for _ in pool.map(one_chunk, range(0, rows, chunk_rows)):  # re-raises a chunk's exception here
-            pass
-    return out
+    # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it.
+    return _add_at_snr(flux, snr, transits, centred=False, chunk_rows=chunk_rows)
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
                               cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
     """A copy of each row of ``flux`` with the light of one synthetic eclipsing binary added.
 
-    The negative counterpart of ``inject_planets``: the binary is drawn as the built-in ones are
-    (``synthetic_data.eclipsing_binary``: V- to U-shaped primary and secondary eclipses,
-    ellipsoidal and reflection light, a third of them diluted), scaled to a total S/N drawn
-    log-uniformly from ``snr_range`` in the row's own point-to-point noise. In noise units a
-    binary's eclipses look like a deep planet's transits; these copies, labelled non-hosts, show
-    the network the difference on the same stars.
+    The negative counterpart of ``inject_planets`` (same arguments): the binary is drawn as the
+    built-in ones are (``synthetic_data.eclipsing_binary``: V- to U-shaped primary and secondary
+    eclipses, ellipsoidal and reflection light, a third of them diluted), scaled to a total S/N
+    drawn log-uniformly from ``snr_range`` in the row's own point-to-point noise. In noise units
+    a binary's eclipses look like a deep planet's transits; these copies, labelled non-hosts,
+    show the network the difference on the same stars.
     """
     rows, n = flux.shape
     time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
-    snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), rows))
-    noise = point_to_point_sigma(flux)
-    out = np.empty_like(flux)
+    snr = log_uniform(rng, *snr_range, rows)
     # The binaries are drawn up front, chunk by chunk in order, so the result does not depend on
     # the threads that add them.
-    signals = [eclipsing_binary(rng, np.ascontiguousarray(time[start:start + chunk_rows]))[0]
-               for start in range(0, rows, chunk_rows)]
-
-    def one_chunk(number: int) -> None:
-        part = slice(number * chunk_rows, (number + 1) * chunk_rows)
-        signal = signals[number]
-        norm = np.sqrt(((signal - signal.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
-        amplitude = snr[part] * noise[part] / np.maximum(norm, 1e-300)
-        out[part] = flux[part] + amplitude[:, None] * signal
-
-    with ThreadPoolExecutor(available_cores()) as pool:
-        for _ in pool.map(one_chunk, range(len(signals))):
-            pass
-    return out
+    signals = {start: eclipsing_binary(rng, np.ascontiguousarray(time[start:start + chunk_rows]))[0]
+               for start in range(0, rows, chunk_rows)}
+    # Centred: the out-of-eclipse light moves the signal's mean off zero.
+    return _add_at_snr(flux, snr, lambda part: signals[part.start], centred=True, chunk_rows=chunk_rows)
 
 
 def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int) -> dict[str, Split]:
@@ -235,24 +241,21 @@ def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, 
                           augmented=np.zeros(rows[name].size, dtype=bool)) for name in SPLITS}
     train = splits["train"]
     host_rows = np.flatnonzero(train.label == 1)
-    copies = augment_hosts(train.flux[host_rows], config.augment_copies, np.random.default_rng([seed, 3]))
-    copy_sources = np.repeat(host_rows, config.augment_copies)
+    copies = [augment_hosts(train.flux[host_rows], config.augment_copies, np.random.default_rng([seed, 3]))]
+    copy_sources = [np.repeat(host_rows, config.augment_copies)]
+    copy_labels = [np.ones(copies[0].shape[0], dtype=train.label.dtype)]
     non_host_rows = np.flatnonzero(train.label == 0)
-    injections = int(round(config.injected_fraction * non_host_rows.size))
-    if injections:
-        rng = np.random.default_rng([seed, 6])
-        chosen = np.sort(rng.choice(non_host_rows, injections, replace=injections > non_host_rows.size))
-        copies = np.concatenate([copies, inject_planets(train.flux[chosen], config.injected_snr, rng)])
-        copy_sources = np.concatenate([copy_sources, chosen])
-    copy_labels = np.ones(copies.shape[0], dtype=train.label.dtype)
-    binaries = int(round(config.injected_binary_fraction * non_host_rows.size))
-    if binaries:
-        rng = np.random.default_rng([seed, 7])
-        chosen = np.sort(rng.choice(non_host_rows, binaries, replace=binaries > non_host_rows.size))
-        copies = np.concatenate([copies, inject_eclipsing_binaries(train.flux[chosen], config.injected_binary_snr,
-                                                                   rng)])
-        copy_sources = np.concatenate([copy_sources, chosen])
-        copy_labels = np.concatenate([copy_labels, np.zeros(binaries, dtype=train.label.dtype)])
+    for fraction, snr_range, inject, copy_label, stream in (
+            (config.injected_fraction, config.injected_snr, inject_planets, 1, 6),
+            (config.injected_binary_fraction, config.injected_binary_snr, inject_eclipsing_binaries, 0, 7)):
+        count = int(round(fraction * non_host_rows.size))
+        if count:
+            rng = np.random.default_rng([seed, stream])
+            chosen = np.sort(rng.choice(non_host_rows, count, replace=count > non_host_rows.size))
+            copies.append(inject(train.flux[chosen], snr_range, rng))
+            copy_sources.append(chosen)
+            copy_labels.append(np.full(count, copy_label, dtype=train.label.dtype))
+    copies, copy_sources, copy_labels = (np.concatenate(parts) for parts in (copies, copy_sources, copy_labels))
     if copies.shape[0]:
         splits["train"] = Split(
             flux=np.concatenate([train.flux, copies]),

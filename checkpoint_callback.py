@@ -299,6 +299,19 @@ class CheckpointStore:
         self._repair_views(state, explained=newest_gone)
         return path, state
 
+    def first_readable(self) -> tuple[TrainingState | None, list[tuple[Path, str]]]:
+        """The state in the current checkpoint file, else in the previous one, with why each
+        file present before it could not be read; reads only (``--status``, ``--predict``)."""
+        problems = []
+        for path in (self.model_file, self.previous_file):
+            if not (path.exists() or path.is_symlink()):
+                continue
+            try:
+                return read_state_from_model_file(path), problems
+            except CheckpointDamaged as damage:
+                problems.append((path, str(damage)))
+        return None, problems
+
     def _choose(self, fingerprint: dict | None):
         """(state, path, damaged files with reasons, newest epoch the views claim) of the newest
         usable checkpoint, or None when there is none; reads only (see ``restore``)."""

@@ -7,7 +7,6 @@ threshold. All metrics come from scikit-learn.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -178,11 +177,7 @@ def _usable_best_model(paths) -> Path:
     except CheckpointDamaged as damage:
         why = str(damage)
     store = CheckpointStore(paths.checkpoint_dir)
-    state = None
-    for path in (store.model_file, store.previous_file):
-        with contextlib.suppress(CheckpointDamaged):
-            state = read_state_from_model_file(path)
-            break
+    state, _ = store.first_readable()
     if best is not None and (state is None or best.fingerprint == state.fingerprint):
         return paths.best_model_file
     if state is None:

@@ -114,7 +114,8 @@ class SyntheticCurves:
     spot_amplitude: np.ndarray  # [rows] relative amplitude of the rotational spot modulation
 
 
-def _log_uniform(rng, low, high, size):
+def log_uniform(rng, low, high, size):
+    """``size`` values whose logarithm is uniform between log(low) and log(high)."""
     return np.exp(rng.uniform(np.log(low), np.log(high), size))
 
 
@@ -204,15 +205,15 @@ def eclipsing_binary(rng, time):
     duration, diluted): 30 % are diluted by a third star (depth 0.3-3 %), the rest 3-50 % deep.
     """
     rows = time.shape[0]
-    period = _log_uniform(rng, 0.3, 30.0, rows)
+    period = log_uniform(rng, 0.3, 30.0, rows)
     epoch = rng.uniform(0.0, 1.0, rows) * period
     diluted = rng.random(rows) < 0.3
-    depth = np.where(diluted, _log_uniform(rng, 0.003, 0.03, rows), _log_uniform(rng, 0.03, 0.5, rows))
+    depth = np.where(diluted, log_uniform(rng, 0.003, 0.03, rows), log_uniform(rng, 0.03, 0.5, rows))
     width = rng.uniform(0.04, 0.12, rows)  # eclipse duration as a fraction of the period
     flat = rng.uniform(0.0, 0.3, rows)     # fraction of the eclipse at full depth: V to short U
     secondary = rng.uniform(0.05, 0.9, rows)
     offset = rng.uniform(-0.02, 0.02, rows)  # e cos(omega) shifts the secondary eclipse
-    ellipsoidal = _log_uniform(rng, 1e-4, 1e-2, rows) * np.where(diluted, 0.1, 1.0)
+    ellipsoidal = log_uniform(rng, 1e-4, 1e-2, rows) * np.where(diluted, 0.1, 1.0)
     reflection = ellipsoidal * rng.uniform(0.0, 0.3, rows)
 
     def eclipses(t):
@@ -240,7 +241,7 @@ def _sensitivity_dropout(rng, time):
     for _ in range(2):
         active = rng.random(rows) < 0.7
         start = time[np.arange(rows), rng.integers(50, n - 50, rows)]
-        depth = _log_uniform(rng, 5e-4, 1e-2, rows) * active
+        depth = log_uniform(rng, 5e-4, 1e-2, rows) * active
         recovery = rng.uniform(0.3, 3.0, rows)
         after = time >= start[:, None]
         signal -= np.where(after, depth[:, None] * np.exp(-(time - start[:, None]) / recovery[:, None]), 0.0)
@@ -250,7 +251,7 @@ def _sensitivity_dropout(rng, time):
 def _thruster_sawtooth(rng, time):
     rows = time.shape[0]
     period = rng.uniform(0.23, 0.26, rows)
-    amplitude = _log_uniform(rng, 3e-4, 5e-3, rows)
+    amplitude = log_uniform(rng, 3e-4, 5e-3, rows)
     return amplitude[:, None] * (((time + rng.uniform(0, 1, rows)[:, None]) / period[:, None]) % 1.0 - 0.5)
 
 
@@ -261,8 +262,8 @@ def _flares(rng, time, max_flares=8):
     for index in range(max_flares):
         active = index < count
         start = time[np.arange(rows), rng.integers(0, n, rows)]
-        amplitude = _log_uniform(rng, 1e-3, 5e-2, rows) * active
-        decay = _log_uniform(rng, 0.02, 0.15, rows)
+        amplitude = log_uniform(rng, 1e-3, 5e-2, rows) * active
+        decay = log_uniform(rng, 0.02, 0.15, rows)
         since = time - start[:, None]
         rise = (since > -CADENCE_DAYS) & (since < 0)
         signal += np.where(since >= 0, amplitude[:, None] * np.exp(-np.clip(since, 0, None) / decay[:, None]),
@@ -275,8 +276,8 @@ def _pulsations(rng, time, max_modes=5):
     signal = np.zeros_like(time)
     modes = rng.integers(2, max_modes + 1, rows)
     for index in range(max_modes):
-        period = _log_uniform(rng, 0.02, 0.25, rows)
-        amplitude = _log_uniform(rng, 1e-4, 5e-3, rows) * (index < modes)
+        period = log_uniform(rng, 0.02, 0.25, rows)
+        amplitude = log_uniform(rng, 1e-4, 5e-3, rows) * (index < modes)
         amplitude *= np.abs(np.sinc(CADENCE_DAYS / period))  # averaged over the exposure
         signal += amplitude[:, None] * np.sin(2 * np.pi * time / period[:, None] + rng.uniform(0, 2 * np.pi, rows)[:, None])
     return signal
@@ -320,7 +321,7 @@ def _instrument(rng, time, gap_starts):
         t_start = time[np.arange(rows), np.clip(start, 0, n - 1)]
         since = time - t_start[:, None]
         after = (index >= start[:, None]) & valid[:, None]
-        ramp = rng.choice([-1.0, 1.0], rows) * _log_uniform(rng, 1e-4, 3e-3, rows)
+        ramp = rng.choice([-1.0, 1.0], rows) * log_uniform(rng, 1e-4, 3e-3, rows)
         tau = rng.uniform(0.3, 2.0, rows)
         trend += np.where(after, ramp[:, None] * np.exp(-since / tau[:, None]), 0.0)
         jump = rng.normal(0, 1e-3, rows) * (start > 0)
@@ -360,10 +361,10 @@ def draw_planets(rng, time):
     """
     count, n = time.shape
     long_period = rng.random(count) < 0.12
-    period = np.where(long_period, _log_uniform(rng, 35.0, 300.0, count), _log_uniform(rng, 0.5, 30.0, count))
+    period = np.where(long_period, log_uniform(rng, 35.0, 300.0, count), log_uniform(rng, 0.5, 30.0, count))
     epoch = time[np.arange(count), rng.integers(n // 10, n - n // 10, count)]
-    depth = _log_uniform(rng, 1e-4, 2e-2, count)
-    density = _log_uniform(rng, 0.1, 3.0, count)
+    depth = log_uniform(rng, 1e-4, 2e-2, count)
+    density = log_uniform(rng, 0.1, 3.0, count)
     return period, epoch, depth, density
 
 
@@ -375,7 +376,7 @@ def _generate_chunk(rng, labels, n):
     kind = np.where(host, "planet", kinds[rng.choice(len(kinds), rows, p=probabilities)]).astype("<U32")
 
     time, gap_starts = _gapped_time(rng, rows, n)
-    white_sigma = _log_uniform(rng, 20e-6, 3000e-6, rows)
+    white_sigma = log_uniform(rng, 20e-6, 3000e-6, rows)
     relative = np.zeros((rows, n))
     period = np.full(rows, np.nan)
     depth = np.full(rows, np.nan)
@@ -385,11 +386,11 @@ def _generate_chunk(rng, labels, n):
     snr = np.full(rows, np.nan)
 
     # Stellar variability: every star.
-    rotation = _log_uniform(rng, 1.0, 40.0, rows)
-    spot_amplitude = _log_uniform(rng, 1e-4, 3e-2, rows)
+    rotation = log_uniform(rng, 1.0, 40.0, rows)
+    spot_amplitude = log_uniform(rng, 1e-4, 3e-2, rows)
     relative += _spots(rng, time, rotation, spot_amplitude)
-    granulation = _log_uniform(rng, 10e-6, 150e-6, rows)
-    relative += granulation[:, None] * _coloured_noise(rng, rows, n, _log_uniform(rng, 0.05, 0.5, rows) / CADENCE_DAYS)
+    granulation = log_uniform(rng, 10e-6, 150e-6, rows)
+    relative += granulation[:, None] * _coloured_noise(rng, rows, n, log_uniform(rng, 0.05, 0.5, rows) / CADENCE_DAYS)
     relative += _instrument(rng, time, gap_starts)
 
     if host.any():
@@ -420,8 +421,8 @@ def _generate_chunk(rng, labels, n):
             relative[selected] += make(rng, time[selected])
     fast = np.flatnonzero(kind == "fast_rotator")
     if fast.size:
-        relative[fast] += _spots(rng, time[fast], _log_uniform(rng, 0.15, 1.0, fast.size),
-                                 _log_uniform(rng, 3e-3, 3e-2, fast.size))
+        relative[fast] += _spots(rng, time[fast], log_uniform(rng, 0.15, 1.0, fast.size),
+                                 log_uniform(rng, 3e-3, 3e-2, fast.size))
     binary = np.flatnonzero(kind == "eclipsing_binary")
     if binary.size:
         signal, p, d, t0, n_ecl, eclipse_duration, diluted = eclipsing_binary(rng, time[binary])
@@ -432,7 +433,7 @@ def _generate_chunk(rng, labels, n):
 
     # Cosmic rays: single upward cadences.
     hits = rng.random((rows, n)) < 2.0 / n
-    relative += hits * _log_uniform(rng, 3.0, 30.0, (rows, n)) * white_sigma[:, None]
+    relative += hits * log_uniform(rng, 3.0, 30.0, (rows, n)) * white_sigma[:, None]
     relative += white_sigma[:, None] * rng.standard_normal((rows, n))
 
     level = 1.0 / (white_sigma**2 * EXPOSURE_SECONDS)  # e-/s of a photon-noise-limited star

@@ -41,8 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import atomic_io
-from checkpoint_callback import (CheckpointDamaged, CheckpointError, CheckpointStore, TrainingState,
-                                 make_checkpoint_callback, read_state_from_model_file)
+from checkpoint_callback import CheckpointError, CheckpointStore, TrainingState, make_checkpoint_callback
 from errors import Interrupted, TrainerError
 from preprocessing import available_cores
 
@@ -441,17 +440,10 @@ def train(prepared: PreparedModel, data, settings) -> TrainingState:
 
 def status_report(checkpoint_dir: Path, total_epochs: int) -> list[str]:
     """Lines describing training progress, read from the checkpoint without TensorFlow."""
-    store = CheckpointStore(checkpoint_dir)
-    state, lines = None, []
-    for path in (store.model_file, store.previous_file):
-        if path.exists():
-            try:
-                state = read_state_from_model_file(path)
-                break
-            except CheckpointDamaged as damage:
-                lines.append(f"{path}: damaged ({damage})")
+    state, problems = CheckpointStore(checkpoint_dir).first_readable()
+    lines = [f"{path}: damaged ({why})" for path, why in problems]
     if state is None:
-        if store.model_file.exists() or store.previous_file.exists():
+        if problems:
             return lines + ["No usable checkpoint; a training run will say what to do."]
         return [f"No checkpoint in {checkpoint_dir}: training has not started (or was reset)."]
     lines += [f"Checkpoint: {checkpoint_dir}", f"Last completed epoch: {state.epoch}/{total_epochs}"]

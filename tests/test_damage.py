@@ -83,11 +83,8 @@ def _copy(template, tmp_path):
 def damage(path, kind, wrong_kind_bytes: bytes):
     """Damage ``path`` in place, the way ``kind`` says."""
     original = path.read_bytes()
-    if kind != "missing" and kind != "folder" and kind != "dangling_link":
-        path.unlink()
-    if kind == "missing":
-        path.unlink()
-    elif kind == "empty":
+    path.unlink()  # every kind starts from nothing in the file's place
+    if kind == "empty":
         path.write_bytes(b"")
     elif kind == "truncated":
         path.write_bytes(original[: max(1, len(original) // 3)] if len(original) > 3 else b"")
@@ -97,11 +94,9 @@ def damage(path, kind, wrong_kind_bytes: bytes):
     elif kind == "wrong_kind":
         path.write_bytes(wrong_kind_bytes)
     elif kind == "folder":
-        path.unlink()
         path.mkdir()
         (path / "something.txt").write_text("a person's file\n")
     elif kind == "dangling_link":
-        path.unlink()
         path.symlink_to(path.parent / "nowhere" / path.name)
 
 
@@ -391,15 +386,18 @@ from checkpoint_callback import CheckpointStore, read_state_from_model_file
 import data_cache, evaluation
 from settings import parse_settings
 
-def fresh(name, path):
-    run = work / name
-    shutil.copytree(template, run, symlinks=True)
-    (run / path).chmod(0)
+def make_unreadable(path):
+    path.chmod(0)
     try:
-        (run / path).read_bytes()
+        path.read_bytes()
         raise SystemExit("this process can still read a chmod 000 file")
     except PermissionError:
         pass
+
+def fresh(name, path):
+    run = work / name
+    shutil.copytree(template, run, symlinks=True)
+    make_unreadable(run / path)
     return run
 
 outcome = {}
@@ -408,10 +406,10 @@ for name in SET_FILES:
     _, state = CheckpointStore(run / "checkpoints").restore(FINGERPRINT)
     outcome[name] = {"epoch": state.epoch,
                      "last_epoch": (run / "checkpoints" / "last_epoch.txt").read_text()}
-run = fresh("cache", "checkpoints/history.npz")
-(run / "checkpoints" / "history.npz").chmod(0o644)
-shutil.copyfile(run / "checkpoints" / "history.npz", run / "cache.npz")
-(run / "cache.npz").chmod(0)
+run = work / "cache"
+shutil.copytree(template, run, symlinks=True)
+shutil.copyfile(run / "checkpoints" / "history.npz", run / "cache.npz")  # a valid npz, unreadable
+make_unreadable(run / "cache.npz")
 outcome["training_data.npz"] = {"loaded": data_cache.load(run / "cache.npz", {}) is not None,
                                 "rows": data_cache.known_row_counts(run / "cache.npz")}
 for name in ("exoplanet_cnn_lstm.keras", "preprocessor_hybrid.json", "threshold.json"):
