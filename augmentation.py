@@ -233,10 +233,31 @@ def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], 
     return _add_at_snr(flux, snr, lambda part: signals[part.start], centred=True, chunk_rows=chunk_rows)
 
 
-def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int) -> dict[str, Split]:
-    """Stratified split of the original rows, then copies in the training split only: augmented
-    hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts), in that order."""
-    rows = stratified_split(label, config, seed)
+def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int) -> dict[str, np.ndarray]:
+    """``stratified_split`` of the stars, then every row (window) goes where its star went.
+
+    A star's windows (two quarters of one star, the windows of a long curve) never fall into
+    two splits; a star counts as a host if any of its windows is labelled one. With one row per
+    star (the Kaggle layout) this is ``stratified_split`` of the rows, row for row.
+    """
+    if star is None:
+        return stratified_split(label, config, seed)
+    stars, position = np.unique(star, return_inverse=True)
+    if stars.size == label.size:  # one row per star, in row order: the same split as by rows
+        order = np.argsort(position)
+        by_star = stratified_split(label[order], config, seed)
+        return {name: np.sort(order[rows]) for name, rows in by_star.items()}
+    star_label = np.zeros(stars.size, dtype=label.dtype)
+    np.maximum.at(star_label, position, label)
+    by_star = stratified_split(star_label, config, seed)
+    return {name: np.flatnonzero(np.isin(position, rows)) for name, rows in by_star.items()}
+
+
+def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int,
+                      star: np.ndarray | None = None) -> dict[str, Split]:
+    """Stratified split of the stars (``split_by_star``), then copies in the training split only:
+    augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts), in that order."""
+    rows = split_by_star(label, star, config, seed)
     splits = {name: Split(flux=flux[rows[name]], label=label[rows[name]], index=rows[name],
                           augmented=np.zeros(rows[name].size, dtype=bool)) for name in SPLITS}
     train = splits["train"]

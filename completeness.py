@@ -144,13 +144,16 @@ def log_report(report: dict, title: str) -> None:
 def fresh_built_in_set(rows: int, seed: int, positive_fraction: float, preprocessing):
     """(truth, model inputs) of fresh built-in curves, loaded and preprocessed as training curves are.
 
-    Loading resamples every curve to the model's length (a no-op at the default 3197 cadences).
+    Loading puts every curve on the model's grid (``datasets.rows_onto_grid``: a no-op at the
+    default 3197 cadences); with a shorter window, a curve is scored on its first window.
     """
-    from preprocessing import preprocess, resample_to_length
+    from datasets import rows_onto_grid
+    from preprocessing import preprocess
     from synthetic_data import generate_light_curves
 
     truth = generate_light_curves(rows, seed, positive_fraction=positive_fraction)
-    flux = resample_to_length(truth.flux.astype(np.float32), preprocessing.sequence_length)
+    windows, row = rows_onto_grid(truth.flux.astype(np.float32), preprocessing)
+    flux = windows[np.unique(row, return_index=True)[1]]
     return truth, preprocess(flux, preprocessing)
 
 

@@ -89,19 +89,24 @@ def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> Traini
                         file_rows=[r["rows"] for r in curves.report], fingerprint=fingerprint)
 
 
-def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int) -> dict:
+def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int,
+                     labels: dict | None = None) -> dict:
     """What the cached arrays depend on; compared key by key on the next run.
 
-    Made through JSON, as the cache stores it, so tuples in the settings compare as the lists
-    they come back as.
+    ``labels``: the labels table's identity (``LabelsTable.identity``), when one labels the
+    files. Made through JSON, as the cache stores it, so tuples in the settings compare as the
+    lists they come back as.
     """
-    return json.loads(json.dumps({
+    fingerprint = {
         "format": CACHE_FORMAT,
         "files": file_identities,
-        "preprocessing": dataclasses.asdict(preprocessing),
+        "preprocessing": preprocessing.fingerprint(),
         "split": dataclasses.asdict(split),
         "seed": seed,
-    }))
+    }
+    if labels is not None:
+        fingerprint["labels"] = labels
+    return json.loads(json.dumps(fingerprint))
 
 
 def known_row_counts(path: Path) -> dict[tuple, int]:

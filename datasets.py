@@ -1,10 +1,24 @@
-"""Stages [1/7] and [2/7]: find the light-curve CSV files and load them into arrays.
+"""Stages [1/7] and [2/7]: find the light-curve files and load them into windows on the model's grid.
 
-Accepted layout (Kaggle "Exoplanet Hunting in Deep Space"): a header line, a ``LABEL`` column
-and flux columns ``FLUX.1 ... FLUX.N``, comma-separated. Labels are 2 = planet host, 1 = not
-(Kaggle); a file may instead use 1 = host, 0 = not, recognised by the presence of a 0. A file
-whose labels are all 1 is read as Kaggle's (all non-hosts). Other columns are ignored (and
-named once). Flux may be in any unit and offset: preprocessing removes both.
+Two kinds of file, told apart by their content (``file_layout``):
+
+Kaggle wide CSV ("Exoplanet Hunting in Deep Space"): a header line, a ``LABEL`` column and flux
+columns ``FLUX.1 ... FLUX.N``, comma-separated, one star per row. Labels are 2 = planet host,
+1 = not (Kaggle); a file may instead use 1 = host, 0 = not, recognised by the presence of a 0.
+A file whose labels are all 1 is read as Kaggle's (all non-hosts). Other columns are ignored
+(and named once). The rows carry no time: their values are ``row_cadence_minutes`` apart
+(29.4 min, Kepler long cadence, by default) and are averaged by time onto the grid, never
+stretched; missing cells inside a row are interpolated.
+
+One-star survey files (``survey_files``): Kepler, K2 and TESS FITS, high-level FITS products,
+lightkurve's CSV and any CSV/TSV with time and flux columns. Their labels come from a labels
+table (``labels_table``). Flagged cadences are dropped, the rest averaged onto the grid (flux
+errors weight the average); empty grid points stay NaN for preprocessing to leave out.
+
+A curve longer than one window (``sequence_length`` grid points, about 65 days) becomes
+several (``preprocessing.window_starts``); a shorter one is one window padded with NaN after
+its end. Every window keeps its star, so that the split keeps a star's windows together and
+prediction combines them. Flux may be in any unit and offset: preprocessing removes both.
 
 Every problem with a file raises ``DataError`` with a one-line message naming the file (and the
 line and column where it applies) and what to do; nothing is written before all files loaded.
@@ -24,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from errors import TrainerError
-from preprocessing import PreprocessingConfig, fill_missing, resample_to_length
+from preprocessing import PreprocessingConfig, bin_onto_grid, fill_missing, window_starts
+from survey_files import (FITS_SUFFIXES, LAYOUTS, SurveyFileError, first_line, is_fits, read_survey_file,
+                          sniff_table, star_from_name)
 from synthetic_data import TRUTH_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -38,14 +54,19 @@ class DataError(TrainerError):
     """A data file (or the data set as a whole) cannot be used as it is."""
 
 
+TABLE_SUFFIXES = (".csv", ".tsv")
+KAGGLE, SURVEY = "kaggle", "survey"
+
+
 @dataclass(frozen=True)
 class DataFile:
-    """A discovered CSV file: where it is and the identity used to tell if it changed."""
+    """A discovered light-curve file: where it is, its layout and the identity used to tell if it changed."""
 
     path: Path
     name: str        # path relative to the data folder, with forward slashes
     size: int
     mtime_ns: int
+    layout: str = KAGGLE   # KAGGLE (many stars, labelled rows) or SURVEY (one star per file)
 
     def identity(self) -> dict:
         return {"name": self.name, "size": self.size, "mtime_ns": self.mtime_ns}
@@ -53,27 +74,49 @@ class DataFile:
 
 @dataclass
 class LoadedCurves:
-    """All curves of all files, resampled to one length."""
+    """All windows of all files, on the model's grid (one row per window)."""
 
-    flux: np.ndarray               # [rows, sequence_length] float32, no NaN
+    flux: np.ndarray               # [rows, sequence_length] float32; NaN only where a survey file has no data
     label: np.ndarray              # [rows] int8: 1 = planet host, 0 = not, -1 = unlabelled
     source: np.ndarray             # [rows] int32 index into ``files``
-    line: np.ndarray               # [rows] int64 line number in its file (header = line 1)
+    line: np.ndarray               # [rows] int64 line in its file (header = 1); window number for one-star files
+    star: np.ndarray | None = None  # [rows] int64: windows of one star share it (split and prediction group by it)
     files: list[str] = field(default_factory=list)
     report: list[dict] = field(default_factory=list)  # per file: rows, filled, dropped, length
 
 
-def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
-    """Every ``*.csv`` under ``data_dir``, recursively, sorted by relative path.
+def file_layout(path: Path) -> str:
+    """SURVEY for a FITS file or a table with time and flux columns, else KAGGLE (checked on loading)."""
+    if is_fits(path):
+        return SURVEY
+    try:
+        first = first_line(path)
+    except SurveyFileError:
+        return KAGGLE  # loading says what is wrong
+    if re.search(r"(?i)(^|[,\s\"])(label|flux\.\d+)([,\s\"]|$)", first):
+        return KAGGLE
+    return SURVEY if sniff_table(first.strip("\r\n")) else KAGGLE
 
-    Hidden files and folders (name starting with ".") and files of other types are skipped.
+
+def _supported(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith(TABLE_SUFFIXES) or lower.endswith(FITS_SUFFIXES)
+
+
+def discover_files(data_dir: Path, exclude: Path | None = None) -> tuple[list[DataFile], int]:
+    """Every light-curve file under ``data_dir`` (``*.csv``, ``*.tsv``, ``*.fits``, ``*.fits.gz``,
+    ...), recursively, sorted by relative path, each with its layout.
+
+    Hidden files and folders (name starting with ".") and files of other types are skipped, as
+    is ``exclude`` (the labels table, which may sit beside the files it labels).
 
     Returns:
         (files, number of skipped files).
     """
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"{data_dir}: is a file, not a folder; give --data-dir a folder of CSV files")
+        raise DataError(f"{data_dir}: is a file, not a folder; give --data-dir a folder of light-curve files")
+    excluded = Path(exclude).resolve() if exclude is not None else None
     found, skipped = [], 0
     for root, folders, names in os.walk(data_dir):
         for hidden in (f for f in folders if f.startswith(".")):
@@ -81,7 +124,9 @@ def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in names:
             path = Path(root) / name
-            if name.startswith(".") or path.suffix.lower() != ".csv":
+            if excluded is not None and path.resolve() == excluded:
+                continue
+            if name.startswith(".") or not _supported(name):
                 # The built-in data's truth beside its CSV is expected, not a skipped file.
                 truth = name.endswith(TRUTH_SUFFIX) and (Path(root) / f"{name[:-len(TRUTH_SUFFIX)]}.csv").exists()
                 skipped += not truth
@@ -91,45 +136,56 @@ def discover_csv_files(data_dir: Path) -> tuple[list[DataFile], int]:
             except OSError as error:
                 raise DataError(f"{path}: cannot read its details ({error.strerror}); check the file") from None
             found.append(DataFile(path=path, name=path.relative_to(data_dir).as_posix(),
-                                  size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+                                  size=stat.st_size, mtime_ns=stat.st_mtime_ns, layout=file_layout(path)))
     return sorted(found, key=lambda f: f.name), skipped
 
 
-def find_datasets(data_dir: Path, synthetic, seed: int, known_rows: dict) -> list[DataFile]:
-    """Stage [1/7]: the CSV files to train on, generating the built-in data set if there are none.
+def find_datasets(data_dir: Path, known_rows: dict, labels_file: Path | None = None) -> list[DataFile]:
+    """Stage [1/7]: the light-curve files under ``data_dir``; discovers, reads nothing but headers.
 
     Args:
         data_dir: folder searched recursively.
-        synthetic: SyntheticConfig for the built-in data set.
-        seed: seed of the built-in data set.
         known_rows: row counts by file identity from the cache, to avoid rereading files.
+        labels_file: the labels table, not a light-curve file even where it lies among them.
 
     Returns:
-        The files, in discovery order; each is listed in the log with its row count and size.
+        The files, in discovery order (none if there are none); each is listed in the log with
+        its layout, row count and size.
     """
-    files, skipped = discover_csv_files(data_dir)
-    if not files:
-        from synthetic_data import write_synthetic_dataset
-
-        log.info("No CSV files in %s - generating the built-in synthetic Kepler-like data set "
-                 "(%d curves, %.0f%% planet hosts, seed %d).", data_dir, synthetic.rows,
-                 100 * synthetic.positive_fraction, seed)
-        log.info("  To train on your own light curves, put CSV files (LABEL, FLUX.1 ... FLUX.N) in %s "
-                 "and remove %s, or point --data-dir at them.", data_dir, Path(data_dir) / "synthetic")
-        started = time.perf_counter()
-        written = write_synthetic_dataset(Path(data_dir), synthetic, seed)
-        log.info("  Generated %d curves in %d file%s in %.1f s", synthetic.rows, len(written),
-                 "" if len(written) == 1 else "s", time.perf_counter() - started)
-        files, skipped = discover_csv_files(data_dir)
+    files, skipped = discover_files(data_dir, labels_file)
     rows = {}
     for data_file in files:
         key = tuple(sorted(data_file.identity().items()))
+        if data_file.layout == SURVEY:
+            rows[data_file.name] = 1
+            log.info("  %-40s %8s %13s %10.1f MB", data_file.name, "1 star", "(" + star_from_name(data_file.name) + ")"
+                     if star_from_name(data_file.name) != Path(data_file.name).stem else "", data_file.size / 1e6)
+            continue
         rows[data_file.name] = known_rows.get(key) if key in known_rows else count_data_rows(data_file.path)
         log.info("  %-40s %8d rows %10.1f MB", data_file.name, rows[data_file.name], data_file.size / 1e6)
-    log.info("Found %d CSV file%s in %s (%d rows)%s", len(files), "" if len(files) == 1 else "s", data_dir,
-             sum(rows.values()), f"; skipped {skipped} hidden or non-CSV file{'s' if skipped != 1 else ''}"
-             if skipped else "")
+    if files:
+        survey = sum(f.layout == SURVEY for f in files)
+        log.info("Found %d light-curve file%s in %s (%d rows%s)%s", len(files), "" if len(files) == 1 else "s",
+                 data_dir, sum(rows[f.name] for f in files if f.layout == KAGGLE),
+                 f", {survey} one-star survey file{'s' if survey != 1 else ''}" if survey else "",
+                 f"; skipped {skipped} hidden or other file{'s' if skipped != 1 else ''}" if skipped else "")
     return files
+
+
+def generate_built_in(data_dir: Path, synthetic, seed: int) -> list[DataFile]:
+    """Write the built-in synthetic Kepler-like data set into ``data_dir`` and return its files."""
+    from synthetic_data import write_synthetic_dataset
+
+    log.info("No light-curve files in %s - generating the built-in synthetic Kepler-like data set "
+             "(%d curves, %.0f%% planet hosts, seed %d).", data_dir, synthetic.rows,
+             100 * synthetic.positive_fraction, seed)
+    log.info("  To train on your own light curves, put them in %s (CSV, FITS; see README, 'Your data') "
+             "and remove %s, or point --data-dir at them.", data_dir, Path(data_dir) / "synthetic")
+    started = time.perf_counter()
+    written = write_synthetic_dataset(Path(data_dir), synthetic, seed)
+    log.info("  Generated %d curves in %d file%s in %.1f s", synthetic.rows, len(written),
+             "" if len(written) == 1 else "s", time.perf_counter() - started)
+    return find_datasets(data_dir, {})
 
 
 def count_data_rows(path: Path) -> int:
@@ -212,11 +268,14 @@ def read_header(path: Path, require_labels: bool = True) -> _Header:
                         "give every column a unique name")
     # Names as written (Arrow selects by them), matched after stripping spaces.
     labels = [raw for raw, name in zip(raw_columns, columns) if name.upper() == "LABEL"]
+    numbered = sorted((int(m.group(1)), raw) for raw, name in zip(raw_columns, columns)
+                      if (m := FLUX_COLUMN.match(name)))
+    if not labels and not numbered:
+        raise DataError(f"{path}: not a light-curve layout this reads (header {', '.join(columns[:3])}, ...); "
+                        f"known layouts: {'; '.join(LAYOUTS)}")
     if require_labels and not labels:
         raise DataError(f"{path}: no LABEL column in the header (found {', '.join(columns[:3])}, ...); "
                         "add a LABEL column: 2 = planet host, 1 = not")
-    numbered = sorted((int(m.group(1)), raw) for raw, name in zip(raw_columns, columns)
-                      if (m := FLUX_COLUMN.match(name)))
     if not numbered:
         raise DataError(f"{path}: no flux columns named FLUX.1 ... FLUX.N in the header; "
                         "name the flux columns FLUX.1, FLUX.2, ...")
@@ -333,8 +392,53 @@ def _labels_to_host(path: Path, raw: np.ndarray) -> np.ndarray:
     return (raw == 1).astype(np.int8) if has_zero else (raw == 2).astype(np.int8)
 
 
-def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = True, found: DataFile | None = None):
-    """Load one CSV: returns (flux [rows, sequence_length] float32, host label, line numbers, report).
+@dataclass
+class FileWindows:
+    """One file's windows on the model's grid."""
+
+    flux: np.ndarray          # [windows, sequence_length] float32, NaN where a survey file has no data
+    label: np.ndarray         # [windows] int8 (-1: unlabelled)
+    line: np.ndarray          # [windows] line of the row (Kaggle) or window number from 1 (survey)
+    row: np.ndarray           # [windows] the file's row (Kaggle) or 0 (survey): windows of one star share it
+    report: dict
+    star: str = ""            # survey files: the target ("KIC 10666592")
+    mission: str = ""
+    segment: str = ""         # "Q2", "C5", "S1"
+    start_day: np.ndarray | None = None   # survey files: time of each window's first grid point
+    observed: np.ndarray | None = None    # survey files: fraction of each window's span with data
+
+
+def rows_onto_grid(flux: np.ndarray, config: PreprocessingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Kaggle-layout rows (values ``row_cadence_minutes`` apart) averaged by time onto the grid, cut into windows.
+
+    A row of ``sequence_length`` values at the grid's cadence is returned as it is. Otherwise
+    each value goes to the grid point nearest its time, values sharing a point are averaged,
+    points without a value are NaN, and a row longer than a window gives several windows.
+
+    Returns:
+        (windows [rows * windows_per_row, sequence_length], the row of each window).
+    """
+    rows, n = flux.shape
+    length = config.sequence_length
+    ratio = config.row_cadence_minutes / config.grid_cadence_minutes
+    if n == length and ratio == 1.0:
+        return flux, np.arange(rows)
+    index = np.floor(np.arange(n) * ratio + 0.5).astype(np.int64)
+    first = np.flatnonzero(np.r_[True, np.diff(index) > 0])
+    counts = np.diff(np.r_[first, n])
+    grid = np.full((rows, int(index[-1]) + 1), np.nan, dtype=np.float32)
+    grid[:, index[first]] = np.add.reduceat(flux.astype(np.float64), first, axis=1) / counts
+    starts = window_starts(grid.shape[1], length)
+    windows = np.full((rows, len(starts), length), np.nan, dtype=np.float32)
+    for number, start in enumerate(starts):
+        part = grid[:, start:start + length]
+        windows[:, number, :part.shape[1]] = part
+    return windows.reshape(rows * len(starts), length), np.repeat(np.arange(rows), len(starts))
+
+
+def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = True,
+              found: DataFile | None = None) -> FileWindows:
+    """Load one Kaggle-layout CSV into windows on the grid (see the module docstring).
 
     ``found``: the file as stage 1 found it; a file that changed since, or while it is read, is
     an error (the cache would record contents it was not made from).
@@ -365,13 +469,65 @@ def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = Tr
     report = {"file": str(path), "rows": int(table.num_rows), "length": len(header.flux),
               "filled_values": int(missing.sum()), "rows_with_gaps": int((missing > 0).sum()),
               "dropped_rows": int((~keep).sum()), "ignored_columns": header.ignored}
-    return resample_to_length(flux, config.sequence_length), label[keep], lines[keep], report
+    windows, row = rows_onto_grid(flux, config)
+    report["windows"] = int(windows.shape[0])
+    kept = np.flatnonzero(keep)
+    return FileWindows(flux=windows, label=label[keep][row], line=lines[keep][row], row=kept[row], report=report)
+
+
+def load_survey_file(path: Path, config: PreprocessingConfig, label: int = -1,
+                     found: DataFile | None = None) -> FileWindows:
+    """Load a one-star survey file (``survey_files``) into windows on the grid.
+
+    Windows whose span is more than ``max_missing_fraction`` empty (flagged cadences, gaps) are
+    dropped; the padding after a curve shorter than a window does not count as missing.
+    """
+    before = _identity(path)
+    if found is not None and before != (found.size, found.mtime_ns):
+        raise DataError(f"{path}: changed after it was found ({found.size:,} -> {before[0]:,} bytes); "
+                        "rerun once whatever writes it has finished")
+    try:
+        curve = read_survey_file(path, config)
+    except SurveyFileError as error:
+        raise DataError(str(error)) from None
+    binned, _ = bin_onto_grid(curve.time, curve.flux, config.grid_cadence_days, curve.flux_err)
+    length = config.sequence_length
+    starts = window_starts(binned.size, length)
+    flux = np.full((len(starts), length), np.nan, dtype=np.float32)
+    observed = np.empty(len(starts))
+    for number, start in enumerate(starts):
+        part = binned[start:start + length]
+        flux[number, :part.size] = part
+        observed[number] = np.isfinite(part).mean()
+    keep = observed >= 1.0 - config.max_missing_fraction
+    report = {"file": str(path), "rows": 1, "length": int(binned.size), "windows": int(keep.sum()),
+              "dropped_rows": int((~keep).sum()), "filled_values": 0, "rows_with_gaps": 0, "ignored_columns": [],
+              "empty_fraction": float(1.0 - np.isfinite(binned).mean()) if binned.size else 1.0,
+              "padded_points": int(max(0, length - binned.size)), "flagged": curve.flagged,
+              "layout": curve.layout, "flux_column": curve.flux_column}
+    count = int(keep.sum())
+    return FileWindows(flux=flux[keep], label=np.full(count, label, dtype=np.int8),
+                       line=np.flatnonzero(keep).astype(np.int64) + 1, row=np.zeros(count, dtype=np.int64),
+                       report=report, star=curve.star, mission=curve.mission, segment=curve.segment,
+                       start_day=curve.time[0] + np.asarray(starts)[keep] * config.grid_cadence_days,
+                       observed=observed[keep])
 
 
 def _describe_repairs(report: dict, config: PreprocessingConfig) -> str:
     notes = []
-    if report["length"] != config.sequence_length:
-        notes.append(f"resampled {report['length']} -> {config.sequence_length} points")
+    if "layout" in report:
+        notes.append(f"{report['layout']}, {report['flux_column']}")
+        notes.append(f"{report['length']} grid points, {report['empty_fraction']:.0%} of them empty")
+        if report["padded_points"]:
+            notes.append(f"padded with {report['padded_points']} empty points to one window")
+        if report["flagged"]:
+            notes.append(f"{report['flagged']} flagged cadences dropped")
+        if report["dropped_rows"]:
+            notes.append(f"dropped {report['dropped_rows']} windows more than {config.max_missing_fraction:.0%} empty")
+        return "; " + "; ".join(notes)
+    if report["length"] != config.sequence_length or config.row_cadence_minutes != config.grid_cadence_minutes:
+        notes.append(f"{report['length']} values {config.row_cadence_minutes:g} min apart binned onto the "
+                     f"{config.grid_cadence_minutes:g}-min grid ({report['windows']} windows)")
     if report["filled_values"]:
         notes.append(f"filled {report['filled_values']} missing values in {report['rows_with_gaps']} rows")
     if report["dropped_rows"]:
@@ -381,30 +537,51 @@ def _describe_repairs(report: dict, config: PreprocessingConfig) -> str:
     return "; " + "; ".join(notes) if notes else ""
 
 
-def load_light_curves(files: list[DataFile], config: PreprocessingConfig,
-                      require_labels: bool = True) -> LoadedCurves:
-    """Load every file; see the module docstring for the accepted layout.
+def load_light_curves(files: list[DataFile], config: PreprocessingConfig, require_labels: bool = True,
+                      survey_labels: dict[str, int] | None = None) -> LoadedCurves:
+    """Load every file into windows; see the module docstring for the layouts.
+
+    Args:
+        files: from stage 1.
+        config: the preprocessing settings (grid, windows, quality mask, flux column).
+        require_labels: refuse data that cannot train a classifier.
+        survey_labels: label (1/0) of each one-star file, by name (``labels_table.match``).
 
     Raises:
         DataError: naming the first bad file (and line/column), or when the labels across all
             files cannot make a classifier (one class only).
     """
-    fluxes, labels, sources, lines, reports = [], [], [], [], []
+    fluxes, labels, sources, lines, stars, reports = [], [], [], [], [], []
+    star_ids: dict[str, int] = {}
+    next_star = 0
     for index, data_file in enumerate(files):
-        flux, label, line, report = load_file(data_file.path, config, require_labels, found=data_file)
-        report["hosts"] = int((label == 1).sum())
-        fluxes.append(flux)
-        labels.append(label)
-        sources.append(np.full(label.shape, index, dtype=np.int32))
-        lines.append(line)
+        if data_file.layout == SURVEY:
+            loaded = load_survey_file(data_file.path, config, (survey_labels or {}).get(data_file.name, -1),
+                                      found=data_file)
+            star = np.full(loaded.label.size, star_ids.setdefault(loaded.star, -1 - len(star_ids)), np.int64)
+        else:
+            loaded = load_file(data_file.path, config, require_labels, found=data_file)
+            star = next_star + loaded.row  # each row is its own star (its windows share it)
+            next_star += int(loaded.report["rows"])
+        report = loaded.report
+        report["hosts"] = int((loaded.label == 1).sum())
+        fluxes.append(loaded.flux)
+        labels.append(loaded.label)
+        sources.append(np.full(loaded.label.shape, index, dtype=np.int32))
+        lines.append(loaded.line)
+        stars.append(star)
         reports.append(report)
-        log.info("  %s: %d curves (%d planet hosts)%s", data_file.name, label.size, report["hosts"],
+        what = f"{loaded.star} ({' '.join(p for p in (loaded.mission, loaded.segment) if p)}): {loaded.label.size} " \
+               f"window{'s' if loaded.label.size != 1 else ''}" if data_file.layout == SURVEY else \
+               f"{report['rows'] - report['dropped_rows']} curves"
+        log.info("  %s: %s (%d planet hosts)%s", data_file.name, what, report["hosts"],
                  _describe_repairs(report, config))
     curves = LoadedCurves(
         flux=np.concatenate(fluxes) if fluxes else np.empty((0, config.sequence_length), np.float32),
         label=np.concatenate(labels) if labels else np.empty(0, np.int8),
         source=np.concatenate(sources) if sources else np.empty(0, np.int32),
         line=np.concatenate(lines) if lines else np.empty(0, np.int64),
+        star=np.concatenate(stars) if stars else np.empty(0, np.int64),
         files=[f.name for f in files], report=reports)
     if require_labels:
         if curves.flux.shape[0] == 0:
@@ -414,3 +591,36 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig,
                 raise DataError(f"all {curves.label.size} curves in {', '.join(curves.files[:3])} are of one "
                                 f"class: no {name}; add labelled curves of both classes")
     return curves
+
+
+def label_survey_files(files: list[DataFile], labels_path: Path | None,
+                       allow_unlabelled: bool) -> tuple[list[DataFile], dict[str, int], dict | None]:
+    """Match the one-star survey files to the labels table (stage 1, before anything is read or written).
+
+    Returns:
+        (the files to load: Kaggle-layout files and labelled survey files; {survey file name:
+        label}; the table's identity for the cache fingerprint, or None without a table).
+
+    Raises:
+        DataError / LabelsError: survey files without labels (unless ``allow_unlabelled``),
+            labels without files, or a table that cannot be read.
+    """
+    from labels_table import match, read_labels
+    from survey_files import survey_star
+
+    survey = [f for f in files if f.layout == SURVEY]
+    if labels_path is None:
+        if survey and not allow_unlabelled:
+            raise DataError(f"{len(survey)} one-star survey file(s) ({', '.join(f.name for f in survey[:3])}"
+                            f"{', ...' if len(survey) > 3 else ''}) have no labels: give --labels FILE.csv "
+                            "(see README, 'Your data'), or --allow-unlabelled to skip them")
+        if survey:
+            log.info("Skipping %d unlabelled survey file(s) (--allow-unlabelled)", len(survey))
+        return [f for f in files if f.layout != SURVEY], {}, None
+    table = read_labels(labels_path)
+    labels, unlabelled = match(table, [(f.name, survey_star(f.path)) for f in survey], allow_unlabelled)
+    if unlabelled:
+        log.info("Skipping %d unlabelled survey file(s) (--allow-unlabelled): %s%s", len(unlabelled),
+                 ", ".join(unlabelled[:3]), ", ..." if len(unlabelled) > 3 else "")
+    log.info("Labels from %s: %d survey file(s), %d planet host(s)", labels_path, len(labels), sum(labels.values()))
+    return [f for f in files if f.layout != SURVEY or f.name in labels], labels, table.identity()

@@ -190,66 +190,152 @@ def _usable_best_model(paths) -> Path:
                            f"{paths.checkpoint_dir} failed ({error}); retrain with python3 hybrid_training.py") from None
 
 
-def _csv_files(targets) -> list:
-    from datasets import DataError, DataFile, discover_csv_files
+def _light_curve_files(targets, labels_file: Path | None) -> list:
+    """The files to score: each file given, and the light-curve files in each folder given
+    (but the labels table)."""
+    from datasets import DataError, DataFile, discover_files, file_layout
 
     files = []
     for target in targets:
         target = Path(target)
         if target.is_dir():
-            found, _ = discover_csv_files(target)
+            found, _ = discover_files(target, labels_file)
             if not found:
-                raise DataError(f"{target}: no CSV files in this folder; give CSV files or folders holding them")
-            files += found
+                raise DataError(f"{target}: no light-curve files (CSV, TSV, FITS) in this folder; give files or "
+                                "folders holding them")
+            files += [DataFile(path=f.path, name=str(f.path), size=f.size, mtime_ns=f.mtime_ns, layout=f.layout)
+                      for f in found]
         elif target.is_file():
             stat = target.stat()
-            files.append(DataFile(path=target, name=str(target), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+            files.append(DataFile(path=target, name=str(target), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                                  layout=file_layout(target)))
         else:
             raise DataError(f"{target}: no such file or folder; check the path given to --predict")
     return files
 
 
+def _prediction_config(settings):
+    """The training run's preprocessing, with the reading settings given on this command line."""
+    import dataclasses
+
+    from preprocessing import PreprocessingConfig
+
+    config = _read_preprocessing(settings.paths.preprocessor_file)
+    given, default = settings.preprocessing, PreprocessingConfig()
+    # How to read the files (not how to preprocess them) may differ from training's files.
+    reading = {name: getattr(given, name) for name in ("flux_column", "row_cadence_minutes", "quality_bitmask")
+               if getattr(given, name) != getattr(default, name)}
+    return dataclasses.replace(config, **reading) if reading else config
+
+
+def _survey_labels(settings, files) -> dict[str, int]:
+    """Labels of the one-star files from --labels (for metrics); mismatches are warnings here."""
+    from datasets import SURVEY
+    from labels_table import match, read_labels
+    from survey_files import survey_star
+
+    if settings.labels is None:
+        return {}
+    table = read_labels(settings.labels)
+    survey = [(f.name, survey_star(f.path)) for f in files if f.layout == SURVEY]
+    labels, unlabelled = match(table, survey, allow_unlabelled=True, require_files=False)
+    if unlabelled:
+        log.warning("WARNING: %d scored file(s) have no label in %s and are left out of the metrics: %s%s",
+                    len(unlabelled), settings.labels, ", ".join(unlabelled[:3]), ", ..." if len(unlabelled) > 3 else "")
+    return labels
+
+
+def combine_windows(scores: np.ndarray, how: str) -> float:
+    """A star's score from its windows' scores: the maximum (a transit in any window), mean or median."""
+    return float({"max": np.max, "mean": np.mean, "median": np.median}[how](scores))
+
+
 def predict(settings) -> Path:
     """Score light curves with the best model and the training-time preprocessing.
 
-    Writes results/predictions.csv (file, line, probability, predicted host, true host when
-    labelled); with labels, also logs the metrics of ``evaluate`` for those curves.
+    Every file given (any layout, mixed) is cut into windows on the model's grid as in
+    training. Writes results/predictions.csv, one row per star (its windows combined,
+    ``settings.combine``: the maximum by default) and results/predictions_windows.csv, one row
+    per window. With labels (Kaggle's LABEL column, or ``--labels`` for survey files) it also
+    logs the metrics of ``evaluate``, per star.
     """
-    from datasets import load_file
+    from datasets import SURVEY, load_file, load_survey_file
     from preprocessing import preprocess
 
     paths = settings.paths
-    config = _read_preprocessing(paths.preprocessor_file)
+    config = _prediction_config(settings)
     threshold = _read_threshold(paths.threshold_file)
-    files = _csv_files(settings.predict)
+    files = _light_curve_files(settings.predict, settings.labels)
+    survey_labels = _survey_labels(settings, files)
     model = load_model_file(_usable_best_model(paths))
     expected = model.inputs[0].shape[1]
     if expected != config.sequence_length:
         raise NoModelError(f"{paths.best_model_file} takes curves of {expected} points but {paths.preprocessor_file} "
                            f"makes {config.sequence_length}: they come from different runs; retrain, or restore "
                            f"both from the same run")
-    rows, all_scores, all_labels = [], [], []
+    stars: dict[str, dict] = {}
+    window_rows = []
     for data_file in files:
-        flux, label, lines, report = load_file(data_file.path, config, require_labels=False)
-        scores = _scores(model, preprocess(flux, config), 256) if len(flux) else np.empty(0)
-        dropped = f", {report['dropped_rows']} mostly-missing rows skipped" if report["dropped_rows"] else ""
-        log.info("  %s: %d curves scored%s", data_file.path, len(scores), dropped)
-        for line, score, truth in zip(lines, scores, label):
-            rows.append([str(data_file.path), int(line), f"{score:.6f}", int(score >= threshold),
-                         "" if truth < 0 else int(truth)])
-        all_scores.append(scores)
-        all_labels.append(label)
-    output = paths.predictions_file
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["file", "line", "probability", "predicted_host", "true_host"])
-    writer.writerows(rows)
-    atomic_io.write_text(output, buffer.getvalue())
-    scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
-    log.info("Predicted %d curves (%d above the threshold %.3f); written to %s", scores.size,
-             int((scores >= threshold).sum()), threshold, output)
+        if data_file.layout == SURVEY:
+            loaded = load_survey_file(data_file.path, config, survey_labels.get(data_file.name, -1))
+        else:
+            loaded = load_file(data_file.path, config, require_labels=False)
+        scores = _scores(model, preprocess(loaded.flux, config), 256) if len(loaded.flux) else np.empty(0)
+        dropped = loaded.report["dropped_rows"]
+        log.info("  %s: %d window%s scored%s", data_file.path, len(scores), "" if len(scores) == 1 else "s",
+                 f", {dropped} mostly-empty {'windows' if data_file.layout == SURVEY else 'rows'} skipped"
+                 if dropped else "")
+        for number in range(len(scores)):
+            if data_file.layout == SURVEY:
+                key, line = loaded.star, ""
+                start = f"{loaded.start_day[number]:.4f}"
+                observed = f"{loaded.observed[number]:.3f}"
+            else:
+                key, line = f"{data_file.path}:{loaded.line[number]}", int(loaded.line[number])
+                start, observed = "", ""
+            star = stars.setdefault(key, {"mission": set(), "segments": [], "files": [], "scores": [], "labels": [],
+                                          "line": line})
+            star["mission"].add(loaded.mission)
+            for collection, value in (("segments", loaded.segment), ("files", str(data_file.path))):
+                if value and value not in star[collection]:
+                    star[collection].append(value)
+            star["scores"].append(float(scores[number]))
+            star["labels"].append(int(loaded.label[number]))
+            window_rows.append([key, loaded.mission, loaded.segment, str(data_file.path),
+                                loaded.line[number] if data_file.layout == SURVEY else line, start, observed,
+                                f"{scores[number]:.6f}", "" if loaded.label[number] < 0 else int(loaded.label[number])])
+    star_rows, star_scores, star_labels = [], [], []
+    for key, star in stars.items():
+        score = combine_windows(np.array(star["scores"]), settings.combine)
+        labelled = [value for value in star["labels"] if value >= 0]
+        truth = max(labelled) if labelled else -1
+        star_rows.append([key, " ".join(sorted(m for m in star["mission"] if m)), " ".join(star["segments"]),
+                          ";".join(star["files"]), star["line"], len(star["scores"]), f"{score:.6f}",
+                          int(score >= threshold), "" if truth < 0 else truth])
+        star_scores.append(score)
+        star_labels.append(truth)
+    _write_csv(paths.predictions_file, ["star", "mission", "segments", "file", "line", "windows", "probability",
+                                        "predicted_host", "true_host"], star_rows)
+    _write_csv(paths.window_predictions_file, ["star", "mission", "segment", "file", "line_or_window", "start_day",
+                                               "observed_fraction", "probability", "true_host"], window_rows)
+    scores, labels = np.array(star_scores), np.array(star_labels, dtype=np.int64)
+    log.info("Predicted %d stars from %d windows (%d stars above the threshold %.3f; a star's score is the %s of its "
+             "windows'); written to %s and %s", scores.size, len(window_rows), int((scores >= threshold).sum()),
+             threshold, settings.combine, paths.predictions_file, paths.window_predictions_file.name)
+    for row in star_rows if len(star_rows) <= 50 else []:
+        log.info("  %-32s %-7s %-10s %2d window%s  p = %s%s", row[0][-32:], row[1], row[2][:10], row[5],
+                 " " if row[5] == 1 else "s", row[6], f"  (label {'host' if row[8] == 1 else 'non-host'})"
+                 if row[8] != "" else "")
     labelled = labels >= 0
     if labelled.any():
         log_metrics(classification_metrics(labels[labelled], scores[labelled], threshold),
-                    f"Metrics on the {int(labelled.sum())} labelled curves:")
-    return output
+                    f"Metrics on the {int(labelled.sum())} labelled stars:")
+    return paths.predictions_file
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_io.write_text(path, buffer.getvalue())

@@ -6,8 +6,8 @@
     python3 hybrid_training.py --help     # every setting
 
 The run is seven stages, each one call into its module:
-    [1/7] Discovering datasets   datasets.find_datasets         (built-in data if none)
-    [2/7] Loading datasets       datasets.load_light_curves     (or the cached split)
+    [1/7] Discovering datasets   datasets.find_datasets         (generate_built_in if none)
+    [2/7] Loading datasets       datasets.load_light_curves     (or the cached split: stages 2-4 done)
     [3/7] Augmenting             augmentation.split_and_augment
     [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz
     [5/7] Building model         training.prepare_model         (restored from the checkpoint)
@@ -27,7 +27,7 @@ import atomic_io
 import data_cache
 import training
 from augmentation import split_and_augment
-from datasets import find_datasets, load_light_curves
+from datasets import find_datasets, generate_built_in, label_survey_files, load_light_curves
 from errors import Interrupted, TrainerError
 from settings import SettingsError, parse_settings
 
@@ -79,16 +79,26 @@ def announce(stage: int, title: str) -> None:
     log.info("[%d/%d] %s", stage, STAGES, title)
 
 
+def log_split_sizes(splits) -> None:
+    log.info("  %-6s %8s %8s %10s %10s", "split", "curves", "hosts", "augmented", "total")
+    for name, split in splits.items():
+        copies = int(split.augmented.sum())
+        original_hosts = int(split.label[~split.augmented].sum())
+        log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, original_hosts, copies, len(split))
+
+
 def run(settings) -> None:
     """The seven stages, in order."""
     paths = settings.paths
     started = time.perf_counter()
 
     announce(1, "Discovering datasets")
-    files = find_datasets(paths.data_dir, settings.synthetic, settings.seed,
-                          data_cache.known_row_counts(paths.cache_file))
+    files = find_datasets(paths.data_dir, data_cache.known_row_counts(paths.cache_file), settings.labels)
+    if not files:
+        files = generate_built_in(paths.data_dir, settings.synthetic, settings.seed)
+    files, survey_labels, labels_identity = label_survey_files(files, settings.labels, settings.allow_unlabelled)
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
-                                              settings.split, settings.seed)
+                                              settings.split, settings.seed, labels_identity)
     # A checkpoint that stage 5 would refuse is refused now, before any file is written.
     training.check_checkpoint(settings, fingerprint)
 
@@ -96,33 +106,28 @@ def run(settings) -> None:
     data = data_cache.load(paths.cache_file, fingerprint)
     if data is None:
         step = time.perf_counter()
-        curves = load_light_curves(files, settings.preprocessing)
+        curves = load_light_curves(files, settings.preprocessing, survey_labels=survey_labels)
         log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
                  time.perf_counter() - step)
 
-    announce(3, "Augmenting")
-    if data is None:
-        splits = split_and_augment(curves.flux, curves.label, settings.split, settings.seed)
+        announce(3, "Augmenting")
+        splits = split_and_augment(curves.flux, curves.label, settings.split, settings.seed, curves.star)
         # The splits hold copies; dropping the loaded array keeps the peak memory down (0.4 GB at the seed's scale).
         curves.flux = None
-    else:
-        splits = data.splits
-    log.info("  %-6s %8s %8s %10s %10s", "split", "curves", "hosts", "augmented", "total")
-    for name, split in splits.items():
-        copies = int(split.augmented.sum())
-        original_hosts = int(split.label[~split.augmented].sum())
-        log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, original_hosts, copies, len(split))
+        log_split_sizes(splits)
 
-    announce(4, "Preprocessing")
-    if data is None:
+        announce(4, "Preprocessing")
         step = time.perf_counter()
         data = data_cache.build(curves, splits, fingerprint, settings.preprocessing)
         data_cache.save(paths.cache_file, data)
         log.info("Preprocessed %d curves in %.1f s; saved the split to %s",
                  sum(len(s) for s in data.splits.values()), time.perf_counter() - step, paths.cache_file)
+        del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
     else:
+        announce(3, "Augmenting")
+        log_split_sizes(data.splits)
+        announce(4, "Preprocessing")
         log.info("Using the preprocessed curves from %s", paths.cache_file)
-    del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
     log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")

@@ -20,10 +20,16 @@ the same code serves training, evaluation and prediction, and nothing is fitted 
    within a few sigmas and logarithmic beyond, so a 30 % eclipse and a 300 ppm transit both fit
    one numeric range while their order is kept.
 
-Loading uses two more functions from here, applied identically at training and prediction time:
-``fill_missing`` (linear interpolation over NaN/inf) and ``resample_to_length`` (every curve is
-mapped onto ``sequence_length`` cadences: bin-averaged when longer, linearly interpolated when
-shorter; a Kaggle Kepler curve of 3197 points passes unchanged).
+Loading uses more functions from here, applied identically at training and prediction time:
+``fill_missing`` (linear interpolation over NaN/inf inside a Kaggle-layout row), ``bin_onto_grid``
+(every curve, whatever its cadence, is averaged by time onto the model's grid of
+``grid_cadence_minutes``; a Kaggle Kepler row of 3197 points at 29.4 minutes passes unchanged) and
+``window_starts`` (a curve longer than ``sequence_length`` grid points becomes several windows).
+
+Grid points with no data (gaps, and the padding after a curve shorter than a window) are NaN up
+to ``preprocess``, which keeps them out of every statistic: they get no weight in the trend fit,
+no window of the fit reaches across a gap longer than ``max_gap_days``, the noise level is
+measured on observed points only, and they reach the model as 0 (the normalised mean: no signal).
 
 The settings are a ``PreprocessingConfig``, saved as JSON (``models/preprocessor_hybrid.json``)
 so prediction reproduces exactly this preprocessing.
@@ -34,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,21 @@ import numpy as np
 MAD_TO_SIGMA = 1.4826
 # Cadences averaged when looking for shallow dips to keep out of the trend fit (2.5 hours).
 MASK_SMOOTHING = 5
+# Kepler long cadence, the time step of the built-in data and of Kaggle's files.
+KEPLER_LONG_CADENCE_MINUTES = 29.4244
+# Named quality masks, as lightkurve 2.x defines them (``KeplerQualityFlags`` and
+# ``TessQualityFlags`` in lightkurve/utils.py); an integer sets the bits directly. K2 uses Kepler's
+# flags. Kepler "default": attitude tweak, safe mode, coarse point, earth point, desaturation,
+# manual exclude, detector anomaly, no data, thruster firing. TESS "default": attitude tweak,
+# safe mode, coarse point, earth point, Argabrightening, desaturation, manual exclude, impulsive
+# outlier, bad calibration. "hard" adds the cosmic-ray, scattered-light and (K2) possible-thruster
+# flags; "hardest" masks any flag.
+QUALITY_BITMASKS = {
+    "none": {"kepler": 0, "tess": 0},
+    "default": {"kepler": 1130799, "tess": 17087},
+    "hard": {"kepler": 1664431, "tess": 24319},
+    "hardest": {"kepler": 2096639, "tess": 65535},
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,12 @@ class PreprocessingConfig:
     mask_sigma: float = 3.0            # points this far from the trend are kept out of the fit
     upper_clip: float = 5.0            # upward outliers (flares, cosmic rays) clipped here, in sigmas
     compress_scale: float = 10.0       # asinh compression: linear within about this many sigmas
+    # Survey files (FITS, time-series CSV) and time on the grid; see the module docstring.
+    grid_cadence_minutes: float = KEPLER_LONG_CADENCE_MINUTES  # the model's time step
+    row_cadence_minutes: float = KEPLER_LONG_CADENCE_MINUTES   # time between a Kaggle-layout row's values
+    max_gap_days: float = 0.5          # no trend-fit window reaches across a longer gap
+    quality_bitmask: str = "default"   # none, default, hard, hardest (lightkurve's) or an integer
+    flux_column: str = ""              # FITS/CSV flux column; "" = PDCSAP_FLUX where it exists
 
     def __post_init__(self):
         if self.sequence_length < 16:
@@ -76,9 +104,26 @@ class PreprocessingConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.detrend_iterations < 0:
             raise ValueError(f"detrend_iterations must be >= 0, got {self.detrend_iterations}")
+        for name in ("grid_cadence_minutes", "row_cadence_minutes", "max_gap_days"):
+            if not 0.0 < getattr(self, name) < 1e6:
+                raise ValueError(f"{name} must be a positive number of minutes or days, got {getattr(self, name)}")
+        quality_bits(self.quality_bitmask, "kepler")  # raises ValueError naming the setting
+
+    @property
+    def grid_cadence_days(self) -> float:
+        return self.grid_cadence_minutes / 1440.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict:
+        """The settings as the cache and checkpoint fingerprints record them.
+
+        Settings added in 1.2 are recorded only where they differ from their defaults, so a
+        run started with 1.1 (whose curves they do not change) resumes as it was.
+        """
+        added = {name: value for name, value in _ADDED_IN_1_2.items()}
+        return {key: value for key, value in self.to_json().items() if key not in added or value != added[key]}
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":
@@ -90,6 +135,87 @@ class PreprocessingConfig:
         if unknown:
             raise ValueError(f"{path}: unknown preprocessing settings {sorted(unknown)}")
         return cls(**settings)
+
+
+_ADDED_IN_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
+                 "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "max_gap_days": 0.5,
+                 "quality_bitmask": "default", "flux_column": ""}
+
+
+def quality_bits(bitmask: str, mission: str) -> int:
+    """The quality bits to mask for ``mission`` ("kepler" covers K2; "tess"): a named mask or an integer.
+
+    Raises:
+        ValueError: naming the setting, for a name it does not know.
+    """
+    text = str(bitmask).strip().lower()
+    if text in QUALITY_BITMASKS:
+        return QUALITY_BITMASKS[text]["tess" if mission == "tess" else "kepler"]
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"quality_bitmask must be one of {', '.join(QUALITY_BITMASKS)} or a non-negative integer, "
+                     f"got {bitmask!r}")
+
+
+def bin_onto_grid(time: np.ndarray, flux: np.ndarray, cadence_days: float,
+                  flux_err: np.ndarray | None = None, start: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Average a time series onto a regular grid of ``cadence_days``, by time.
+
+    Grid point k is centred at ``start + k * cadence_days`` (``start``: the first time stamp
+    when None) and averages the samples within half a cadence of it, weighted by
+    1 / ``flux_err``**2 where errors are given (finite and positive; others get the median
+    weight). A series already on the grid passes unchanged; one of 2-minute cadence is averaged
+    about 15 samples a point. Samples with a non-finite time or flux are ignored.
+
+    Args:
+        time: [samples] time stamps in days, in any order.
+        flux: [samples] flux, any units.
+        cadence_days: grid step.
+        flux_err: [samples] flux uncertainties, or None.
+        start: time of grid point 0.
+
+    Returns:
+        (binned [points] float64, NaN where no sample fell; samples per point [points] int64),
+        from grid point 0 to the last point that holds a sample.
+    """
+    time, flux = np.asarray(time, np.float64), np.asarray(flux, np.float64)
+    good = np.isfinite(time) & np.isfinite(flux)
+    if not good.any():
+        return np.empty(0), np.empty(0, np.int64)
+    if start is None:
+        start = float(time[good].min())
+    index = np.floor((time[good] - start) / cadence_days + 0.5).astype(np.int64)
+    keep = index >= 0
+    index, values = index[keep], flux[good][keep]
+    if flux_err is None:
+        weight = np.ones(values.size)
+    else:
+        error = np.asarray(flux_err, np.float64)[good][keep]
+        usable = np.isfinite(error) & (error > 0)
+        weight = np.where(usable, 1.0 / np.where(usable, error, 1.0) ** 2, np.nan)
+        weight = np.where(usable, weight, np.median(weight[usable]) if usable.any() else 1.0)
+    points = int(index.max()) + 1 if index.size else 0
+    counts = np.bincount(index, minlength=points)
+    total = np.bincount(index, weights=weight, minlength=points)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        binned = np.bincount(index, weights=weight * values, minlength=points) / total
+    return np.where(counts > 0, binned, np.nan), counts
+
+
+def window_starts(points: int, length: int) -> list[int]:
+    """First grid point of each window of ``length`` points that together cover ``points``.
+
+    A curve of at most ``length`` points is one window (padded after its end). A longer one
+    is cut into consecutive windows; the last one ends at the curve's end and overlaps the one
+    before it, so that no window is mostly padding.
+
+    >>> window_starts(3197, 3197), window_starts(4000, 3197), window_starts(7000, 3197)
+    ([0], [0, 803], [0, 3197, 3803])
+    """
+    if points <= length:
+        return [0]
+    starts = list(range(0, points - length, length))
+    return starts + [points - length]
 
 
 def fill_missing(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,28 +254,6 @@ def fill_missing(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(finite, flux, filled).astype(flux.dtype, copy=False), missing
 
 
-def resample_to_length(flux: np.ndarray, length: int) -> np.ndarray:
-    """Map each row onto ``length`` evenly spaced cadences covering the same time span.
-
-    Longer rows are averaged over ``length`` equal bins (no aliasing of short transits);
-    shorter rows are linearly interpolated. Rows already of ``length`` are returned as is.
-    """
-    flux = np.asarray(flux)
-    n = flux.shape[1]
-    if n == length:
-        return flux
-    if n > length:
-        edges = np.floor(np.arange(length) * n / length).astype(np.int64)
-        counts = np.diff(np.append(edges, n))
-        sums = np.add.reduceat(flux.astype(np.float64), edges, axis=1)
-        return (sums / counts).astype(flux.dtype)
-    position = np.linspace(0.0, n - 1.0, length)
-    left = np.floor(position).astype(np.int64)
-    right = np.minimum(left + 1, n - 1)
-    weight = (position - left).astype(np.float64)
-    return (flux[:, left] * (1.0 - weight) + flux[:, right] * weight).astype(flux.dtype)
-
-
 def robust_sigma(values: np.ndarray) -> np.ndarray:
     """Per-row noise estimate 1.4826 * MAD, floored so a constant row does not divide by zero."""
     deviation = np.abs(values - np.median(values, axis=1, keepdims=True))
@@ -165,11 +269,17 @@ def point_to_point_sigma(flux: np.ndarray) -> np.ndarray:
     Differences cancel the star's slow variability, so this measures the noise alone; the MAD
     of a difference of two independent Gaussians is sqrt(2) times that of one.
     """
-    return MAD_TO_SIGMA * np.median(np.abs(np.diff(flux, axis=1)), axis=1) / np.sqrt(2.0)
+    steps = np.abs(np.diff(flux, axis=1))
+    if np.issubdtype(steps.dtype, np.floating) and np.isnan(steps).any():  # grid points without data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row without two neighbouring points
+            sigma = MAD_TO_SIGMA * np.nanmedian(steps, axis=1) / np.sqrt(2.0)
+        return np.where(np.isfinite(sigma), sigma, 0.0)
+    return MAD_TO_SIGMA * np.median(steps, axis=1) / np.sqrt(2.0)
 
 
 def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_size: int,
-                          fallback: np.ndarray) -> np.ndarray:
+                          fallback: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
     """Least-squares quadratic over a sliding ``window``, fitted only to cadences where ``keep``.
 
     Masked cadences (a transit, a flare) get no weight, so the fit bridges them with the curve on
@@ -186,6 +296,9 @@ def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_s
         window: fit span in cadences.
         bin_size: cadences per bin.
         fallback: [rows, cadences] trend to use where too little is kept.
+        segment: [rows, cadences] int, or None: stretches of a curve between long gaps
+            (``segment_ids``; -1 in none); a bin's window then takes only bins of its own
+            stretch, so no fit reaches across a gap, and a stretch's end counts as the array's.
 
     Returns:
         Trend, same shape as ``flux``.
@@ -201,14 +314,18 @@ def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_s
     half = max(1, window // bin_size // 2)
     # Offsets scaled to [-1, 1] keep the normal equations well conditioned.
     offset = np.arange(-half, half + 1, dtype=np.float64) / half
-    from scipy import ndimage  # here, not at the top: a resumed run never preprocesses (0.8 s to import)
+    complete = np.pad(np.ones((1, n), dtype=bool), pad).reshape(1, n_bins, bin_size).all(axis=2)
+    if segment is None:
+        from scipy import ndimage  # here, not at the top: a resumed run never preprocesses (0.8 s to import)
 
-    s0, s1, s2, s3, s4 = (ndimage.correlate1d(w, offset**m, axis=1, mode="constant") for m in range(5))
-    t0, t1, t2 = (ndimage.correlate1d(wy, offset**m, axis=1, mode="constant") for m in range(3))
+        s0, s1, s2, s3, s4 = (ndimage.correlate1d(w, offset**m, axis=1, mode="constant") for m in range(5))
+        t0, t1, t2 = (ndimage.correlate1d(wy, offset**m, axis=1, mode="constant") for m in range(3))
+        present = ndimage.correlate1d(complete.astype(np.float64), np.ones(2 * half + 1), axis=1, mode="constant")
+    else:
+        s0, s1, s2, s3, s4, t0, t1, t2, present = _segment_window_sums(
+            w, wy, complete, np.pad(segment, pad, constant_values=-1).reshape(rows, n_bins, bin_size).max(axis=2), offset)
     minor_a, minor_b, minor_c = s2 * s4 - s3 * s3, s1 * s4 - s3 * s2, s1 * s3 - s2 * s2
     det = s0 * minor_a - s1 * minor_b + s2 * minor_c
-    complete = np.pad(np.ones((1, n), dtype=bool), pad).reshape(1, n_bins, bin_size).all(axis=2)
-    present = ndimage.correlate1d(complete.astype(np.float64), np.ones(2 * half + 1), axis=1, mode="constant")
     solvable = (s0 >= 0.5 * present) & (np.abs(det) > 1e-12 * np.maximum(s0, 1.0) ** 3)
     safe_det = np.where(solvable, det, 1.0)
     c0 = (t0 * minor_a - s1 * (t1 * s4 - s3 * t2) + s2 * (t1 * s3 - s2 * t2)) / safe_det
@@ -224,20 +341,89 @@ def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_s
     u, v = position - this_bin, position - next_bin
     here = c0[:, this_bin] + u * (c1[:, this_bin] + u * c2[:, this_bin])
     there = c0[:, next_bin] + v * (c1[:, next_bin] + v * c2[:, next_bin])
-    usable = solvable[:, this_bin] & solvable[:, next_bin]
-    return np.where(usable, here * (1.0 - blend) + there * blend, fallback)
+    usable_here, usable_there = solvable[:, this_bin], solvable[:, next_bin]
+    trend = np.where(usable_here & usable_there, here * (1.0 - blend) + there * blend, fallback)
+    if segment is not None:
+        # At a stretch's end one neighbouring bin lies in the gap: its neighbour's fit alone serves.
+        trend = np.where(usable_here & ~usable_there, here, np.where(~usable_here & usable_there, there, trend))
+    return trend
 
 
-def robust_trend(flux: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
+def _segment_window_sums(w, wy, complete, segment, offset):
+    """The window sums of ``local_quadratic_trend``, each over the bins of the centre bin's segment only.
+
+    The same sums as its ``correlate1d`` calls (sum over the window of weight * offset**m),
+    written out offset by offset so that a bin of another segment adds nothing.
+    """
+    rows, n_bins = w.shape
+    half = (offset.size - 1) // 2
+    s = [np.zeros((rows, n_bins)) for _ in range(5)]
+    t = [np.zeros((rows, n_bins)) for _ in range(3)]
+    present = np.zeros((rows, n_bins))
+    for step, x in zip(range(-half, half + 1), offset):
+        lo, hi = max(0, -step), min(n_bins, n_bins - step)  # centres whose neighbour j + step exists
+        if lo >= hi:
+            continue
+        same = (segment[:, lo + step:hi + step] == segment[:, lo:hi]) & (segment[:, lo:hi] >= 0)
+        weight, value = w[:, lo + step:hi + step] * same, wy[:, lo + step:hi + step] * same
+        for m in range(5):
+            s[m][:, lo:hi] += weight * x**m
+        for m in range(3):
+            t[m][:, lo:hi] += value * x**m
+        present[:, lo:hi] += complete[:, lo + step:hi + step] * same
+    return (*s, *t, present)
+
+
+def segment_ids(observed: np.ndarray, max_gap: float) -> np.ndarray:
+    """Number each stretch of a curve between gaps of more than ``max_gap`` unobserved cadences.
+
+    Args:
+        observed: [rows, cadences] bool, False where there is no data.
+        max_gap: longest run of missing cadences that a trend window may bridge.
+
+    Returns:
+        [rows, cadences] int: 0 for the first stretch, 1 after the first long gap, ...; -1
+        inside a long gap and before the first or after the last observed cadence (as outside
+        the array: no stretch). A short gap belongs to its stretch.
+
+    >>> segment_ids(np.array([[0, 1, 1, 0, 0, 0, 1, 0, 1, 0]], bool), 2)
+    array([[-1,  0,  0, -1, -1, -1,  1,  1,  1, -1]])
+    """
+    rows, n = observed.shape
+    segment = np.full((rows, n), -1, dtype=np.int64)
+    for row in range(rows):
+        seen = np.flatnonzero(observed[row])
+        if seen.size == 0:
+            continue
+        long_gap = np.diff(seen) - 1 > max_gap
+        at_seen = np.concatenate([[0], np.cumsum(long_gap)])
+        # Each cadence takes the stretch of the observed cadence before it, unless a long gap
+        # starts there (or it lies after the last one).
+        before = np.searchsorted(seen, np.arange(n), side="right") - 1
+        inside = (before >= 0) & (np.arange(n) <= seen[-1])
+        stretch = np.where(inside, at_seen[np.maximum(before, 0)], -1)
+        in_long_gap = inside & (np.arange(n) != seen[np.maximum(before, 0)]) & \
+            np.r_[long_gap, False][np.maximum(before, 0)]
+        segment[row] = np.where(in_long_gap, -1, stretch)
+    return segment
+
+
+def robust_trend(flux: np.ndarray, config: PreprocessingConfig, observed: np.ndarray | None = None) -> np.ndarray:
     """Smooth stellar and instrumental trend of each row, bridging transits and flares.
 
     Starts from an unmasked local quadratic (Savitzky-Golay), then ``detrend_iterations`` times
     masks dips below ``mask_sigma`` robust sigmas and spikes above twice that, and refits
     without them.
 
+    With ``observed``, the cadences without data get no weight in any fit, and no window
+    reaches across a gap of more than ``max_gap_days`` (the first fit is then the same local
+    quadratic, unmasked but for the gaps, rather than a Savitzky-Golay filter across them).
+
     Args:
-        flux: [rows, cadences] float64 array without NaN.
-        config: detrend_window, trend_bin, detrend_iterations and mask_sigma are used.
+        flux: [rows, cadences] float64 array without NaN (gaps filled by ``fill_missing``).
+        config: detrend_window, trend_bin, detrend_iterations, mask_sigma, max_gap_days and
+            grid_cadence_minutes are used.
+        observed: [rows, cadences] bool, False where ``flux`` was filled in; None: all observed.
 
     Returns:
         Trend, same shape as ``flux``.
@@ -246,9 +432,14 @@ def robust_trend(flux: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
 
     trend = signal.savgol_filter(flux, config.detrend_window, polyorder=2, axis=1, mode="interp")
     masked = np.zeros(flux.shape, dtype=bool)
+    segment = None
+    if observed is not None:
+        segment = segment_ids(observed, config.max_gap_days / config.grid_cadence_days)
+        masked = ~observed
+        trend = local_quadratic_trend(flux, observed, config.detrend_window, config.trend_bin, trend, segment)
     for _ in range(config.detrend_iterations):
         residual = flux - trend
-        sigma = robust_sigma(residual)[:, None]
+        sigma = (robust_sigma(residual) if observed is None else nan_robust_sigma(np.where(observed, residual, np.nan)))[:, None]
         # Dips: a cadence below -mask_sigma, or a few cadences whose mean is (a matched filter
         # for transits too shallow to stand out point by point), widened by two cadences each
         # side to catch ingress and egress.
@@ -261,14 +452,38 @@ def robust_trend(flux: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
         spike = residual > 2.0 * config.mask_sigma * sigma
         # The mask only grows, so the iteration settles instead of oscillating.
         masked |= ndimage.maximum_filter1d(dip, size=5, axis=1) | spike
-        trend = local_quadratic_trend(flux, ~masked, config.detrend_window, config.trend_bin, trend)
+        trend = local_quadratic_trend(flux, ~masked, config.detrend_window, config.trend_bin, trend, segment)
     return trend
+
+
+def nan_robust_sigma(values: np.ndarray) -> np.ndarray:
+    """``robust_sigma`` of each row's finite values (NaN marks cadences without data); 1 for a row without any."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled below
+        deviation = np.abs(values - np.nanmedian(values, axis=1, keepdims=True))
+        sigma = MAD_TO_SIGMA * np.nanmedian(deviation, axis=1)
+        spread = np.nanstd(values, axis=1)
+    fallback = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    return np.where(np.isfinite(sigma) & (sigma > 0), sigma, fallback)
 
 
 def robust_normalise(residual: np.ndarray) -> np.ndarray:
     """Centre each row on its median and divide by its robust sigma."""
     centred = residual - np.median(residual, axis=1, keepdims=True)
     return centred / robust_sigma(centred)[:, None]
+
+
+def _normalise_with_gaps(block: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
+    """Detrended, normalised rows that have NaN where there is no data; 0 there on return."""
+    observed = np.isfinite(block)
+    filled, _ = fill_missing(block)
+    filled = np.where(np.isfinite(filled), filled, 0.0)  # a row without any data: all zero
+    residual = np.where(observed, filled - robust_trend(filled, config, observed), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without any data: all NaN
+        centred = residual - np.nanmedian(residual, axis=1, keepdims=True)
+    normalised = centred / nan_robust_sigma(centred)[:, None]
+    return np.where(observed, normalised, 0.0)
 
 
 def clip_and_compress(normalised: np.ndarray, upper_clip: float, compress_scale: float) -> np.ndarray:
@@ -292,8 +507,13 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
     Rows are processed in chunks on a pool of threads (numpy and scipy release the GIL in
     their loops); each row's result is independent of the chunking and the thread count.
 
+    NaN in ``flux`` marks grid points without data (gaps in a survey file, the padding after a
+    short curve): those rows are detrended around them (``robust_trend`` with ``observed``),
+    their noise is measured on the observed points, and the points reach the model as 0. Rows
+    without NaN take the plain path, unchanged by this.
+
     Args:
-        flux: [rows, sequence_length] array without NaN (as loaded), any units.
+        flux: [rows, sequence_length] array as loaded, any units; NaN where there is no data.
         config: the preprocessing settings.
         out: float32 array [rows, sequence_length, 1] to write into; it may share memory with a
             float32 ``flux`` (each chunk is read before it is overwritten), which preprocesses
@@ -316,9 +536,18 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
 
     def one_chunk(start: int) -> None:
         block = flux[start:start + chunk_rows].astype(np.float64)
-        residual = block - robust_trend(block, config)
-        out[start:start + chunk_rows, :, 0] = clip_and_compress(
-            robust_normalise(residual), config.upper_clip, config.compress_scale)
+        gappy = np.isnan(block).any(axis=1)
+        if not gappy.any():
+            residual = block - robust_trend(block, config)
+            out[start:start + chunk_rows, :, 0] = clip_and_compress(
+                robust_normalise(residual), config.upper_clip, config.compress_scale)
+            return
+        result = np.empty(block.shape)
+        if not gappy.all():
+            clean = block[~gappy]
+            result[~gappy] = robust_normalise(clean - robust_trend(clean, config))
+        result[gappy] = _normalise_with_gaps(block[gappy], config)
+        out[start:start + chunk_rows, :, 0] = clip_and_compress(result, config.upper_clip, config.compress_scale)
 
     starts = range(0, flux.shape[0], chunk_rows)
     workers = workers or available_cores()

@@ -25,7 +25,7 @@ from synthetic_data import SyntheticConfig
 from training import TrainingConfig
 
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 
 EXAMPLES = """\
 examples:
@@ -35,6 +35,8 @@ examples:
   python3 hybrid_training.py --fresh              delete the checkpoint set and train from epoch 1
   python3 hybrid_training.py --config my.json     override settings, e.g. {"training": {"batch_size": 64}}
   python3 hybrid_training.py --predict new.csv more/   score CSV files and folders with the best model
+  python3 hybrid_training.py --data-dir kepler_fits/ --labels labels.csv   train on FITS files with a labels table
+  python3 hybrid_training.py --predict tess_sector/ --labels labels.csv   score survey files, with metrics
 
 precedence: a flag given on the command line beats --config, which beats the default.
 
@@ -86,6 +88,11 @@ class Paths:
         return self.results_dir / "predictions.csv"
 
     @property
+    def window_predictions_file(self) -> Path:
+        """One row per scored window (predictions.csv has one per star)."""
+        return self.results_dir / "predictions_windows.csv"
+
+    @property
     def completeness_file(self) -> Path:
         """Stage 7's completeness study on fresh built-in curves (its plot is beside it)."""
         return self.results_dir / "completeness.json"
@@ -108,6 +115,9 @@ class Settings:
     fresh: bool = False
     status: bool = False
     predict: tuple[Path, ...] = ()
+    labels: Path | None = None       # labels table of one-star survey files
+    allow_unlabelled: bool = False   # skip survey files without a label instead of refusing
+    combine: str = "max"             # a star's prediction from its windows' scores: max, mean, median
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (paths as strings)."""
@@ -162,7 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--status", action="store_true",
                        help="print training progress from the checkpoint and exit; changes nothing")
     modes.add_argument("--predict", type=Path, nargs="+", metavar="PATH",
-                       help="score CSV files or folders of CSVs with the best model")
+                       help="score light-curve files (CSV, TSV, FITS; any layout, mixed) or folders of them "
+                            "with the best model")
+    parser.add_argument("--labels", type=Path, metavar="FILE.csv",
+                        help="labels of one-star survey files (FITS, time-series CSV): a CSV with a 'label' "
+                             "column (1/0 or 2/1) and a 'file' or 'star' (KIC/EPIC/TIC) column; with --predict, "
+                             "for metrics")
+    parser.add_argument("--allow-unlabelled", action="store_true",
+                        help="skip survey files that --labels does not label (counted), instead of refusing")
+    parser.add_argument("--combine", choices=("max", "mean", "median"), default=defaults.combine,
+                        help="with --predict: a star's score from its windows' scores (default: %(default)s: a "
+                             "transit in any window counts)")
+    parser.add_argument("--flux-column", metavar="NAME",
+                        help="flux column of FITS and time-series files (default: PDCSAP_FLUX where it exists, "
+                             "then KSPSAP_FLUX, FLUX, DET_FLUX, SAP_FLUX)")
+    parser.add_argument("--row-cadence", type=float, metavar="MINUTES",
+                        help="minutes between the values of a Kaggle-layout row (default: "
+                             f"{defaults.preprocessing.row_cadence_minutes:g}, Kepler long cadence; 2 for TESS "
+                             "2-minute rows)")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="JSON object overriding component settings, e.g. "
                              '{"preprocessing": {"detrend_window": 61}}; components: '
@@ -259,6 +286,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     flags = {name: value for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size))
              if value is not None}
     components["training"] = _override(components["training"], flags, "command line")
+    flags = {name: value for name, value in (("flux_column", args.flux_column),
+                                             ("row_cadence_minutes", args.row_cadence)) if value is not None}
+    components["preprocessing"] = _override(components["preprocessing"], flags, "command line")
     if args.seed < 0:
         raise SettingsError(f"--seed {args.seed}: use a non-negative integer")
     return Settings(
@@ -268,5 +298,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         fresh=args.fresh,
         status=args.status,
         predict=tuple(args.predict or ()),
+        labels=args.labels,
+        allow_unlabelled=args.allow_unlabelled,
+        combine=args.combine,
         **components,
     )

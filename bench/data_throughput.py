@@ -25,14 +25,14 @@ from common import machine, write_result
 def pipeline_seconds(data: Path, cache: Path) -> float:
     import data_cache
     from augmentation import SplitConfig, split_and_augment
-    from datasets import discover_csv_files, load_light_curves
+    from datasets import discover_files, load_light_curves
     from preprocessing import PreprocessingConfig
 
     started = time.perf_counter()
-    files, _ = discover_csv_files(data)
+    files, _ = discover_files(data)
     config, split_config = PreprocessingConfig(), SplitConfig()
     curves = load_light_curves(files, config)
-    splits = split_and_augment(curves.flux, curves.label, split_config, seed=42)
+    splits = split_and_augment(curves.flux, curves.label, split_config, seed=42, star=curves.star)
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], config, split_config, 42)
     data_cache.save(cache, data_cache.build(curves, splits, fingerprint, config))
     return time.perf_counter() - started

@@ -121,9 +121,9 @@ def test_built_in_data_records_each_curves_truth_beside_the_csv(tmp_path):
         assert all(truth["snr"][i] > 3 and truth["period_days"][i] > 0 for i in hosts)
         assert all(truth["snr"][i] is None for i in range(len(labels)) if labels[i] == 1)
     # The truth files are not CSV, so discovery does not take them for data.
-    from datasets import discover_csv_files
+    from datasets import discover_files
 
-    found, skipped = discover_csv_files(tmp_path)
+    found, skipped = discover_files(tmp_path)
     assert [f.name for f in found] == ["synthetic/synthetic_kepler_01.csv", "synthetic/synthetic_kepler_02.csv"]
     assert skipped == 0  # the truth files are expected, not reported as skipped
 

@@ -1,12 +1,13 @@
 """Discovery and loading of CSV files, and every bad-input error (as a real subprocess)."""
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from conftest import make_workdir, random_curves, run_trainer, write_csv
-from datasets import DataError, discover_csv_files, load_light_curves
+from datasets import DataError, discover_files, load_light_curves
 from preprocessing import PreprocessingConfig
 
 CONFIG = PreprocessingConfig(sequence_length=64, detrend_window=21)
@@ -16,38 +17,54 @@ def test_discovery_is_recursive_sorted_and_skips_hidden_and_other_files(tmp_path
     labels, flux = random_curves(4, 10, 1)
     for name in ("b.csv", "a/z.csv", "a/b/c.CSV", ".hidden.csv", "notes.txt", ".git/x.csv"):
         write_csv(tmp_path / name, labels, flux)
-    files, skipped = discover_csv_files(tmp_path)
+    files, skipped = discover_files(tmp_path)
     assert [f.name for f in files] == ["a/b/c.CSV", "a/z.csv", "b.csv"]
     assert skipped == 3
     assert all(f.size == (tmp_path / f.name).stat().st_size for f in files)
 
 
-def test_loading_resamples_differing_lengths_and_fills_missing_values(tmp_path):
+def test_loading_cuts_long_rows_into_windows_and_fills_missing_values(tmp_path):
     labels, flux = random_curves(6, 64, 2)
     long_labels, long_flux = random_curves(5, 128, 1, seed=1)
     long_flux[0, 10:14] = np.nan          # filled
     long_flux[1, :100] = np.nan           # mostly missing: dropped
     long_flux[2, 5] = np.inf              # filled
-    files, _ = discover_csv_files(write_csv(tmp_path / "a.csv", labels, flux).parent)
+    write_csv(tmp_path / "a.csv", labels, flux)
     write_csv(tmp_path / "b.csv", long_labels, long_flux)
-    files, _ = discover_csv_files(tmp_path)
+    files, _ = discover_files(tmp_path)
     curves = load_light_curves(files, CONFIG)
-    assert curves.flux.shape == (10, 64) and curves.flux.dtype == np.float32
+    # Rows of 128 values at the grid's cadence are two windows of 64, never squeezed into one.
+    assert curves.flux.shape == (6 + 4 * 2, 64) and curves.flux.dtype == np.float32
     assert np.isfinite(curves.flux).all()
-    assert curves.label.tolist() == [1, 1, 0, 0, 0, 0] + [1, 0, 0, 0]  # 2 -> host (1), 1 -> not (0)
+    assert curves.label.tolist() == [1, 1, 0, 0, 0, 0] + [1, 1, 0, 0, 0, 0, 0, 0]  # 2 -> host (1), 1 -> not (0)
     report = {r["file"].split("/")[-1]: r for r in curves.report}
     assert report["b.csv"]["dropped_rows"] == 1 and report["b.csv"]["filled_values"] == 5
-    assert report["b.csv"]["length"] == 128
-    assert curves.line[curves.source == 1].tolist() == [2, 4, 5, 6]  # header is line 1; line 3 dropped
-    # Bin-averaged: each output point is the mean of two input points.
-    np.testing.assert_allclose(curves.flux[7], long_flux[2].reshape(64, 2).mean(axis=1)
-                               if np.isfinite(long_flux[2]).all() else curves.flux[7])
+    assert report["b.csv"]["length"] == 128 and report["b.csv"]["windows"] == 8
+    assert curves.line[curves.source == 1].tolist() == [2, 2, 4, 4, 5, 5, 6, 6]  # header is line 1; line 3 dropped
+    np.testing.assert_array_equal(curves.flux[8], long_flux[2, :64].astype(np.float32)) if np.isfinite(
+        long_flux[2, :64]).all() else None
+    np.testing.assert_array_equal(curves.flux[9], long_flux[2, 64:].astype(np.float32))
+    # Windows of one row share its star; every row is a star of its own.
+    assert len(np.unique(curves.star)) == 6 + 4
+    assert (curves.star[6::2] == curves.star[7::2]).all()
+
+
+def test_rows_of_another_cadence_are_binned_by_time_and_padded(tmp_path):
+    from datasets import rows_onto_grid
+
+    config = dataclasses.replace(CONFIG, row_cadence_minutes=CONFIG.grid_cadence_minutes / 4)
+    flux = np.arange(2 * 40, dtype=np.float32).reshape(2, 40)
+    windows, row = rows_onto_grid(flux, config)
+    # 40 values a quarter cadence apart: grid point k averages the values nearest k cadences.
+    assert windows.shape == (2, 64) and row.tolist() == [0, 1]
+    np.testing.assert_allclose(windows[0, :3], [np.mean([0, 1]), np.mean([2, 3, 4, 5]), np.mean([6, 7, 8, 9])])
+    assert np.isfinite(windows[:, :11]).all() and np.isnan(windows[:, 11:]).all()  # padding after 10 days of data
 
 
 def test_binary_labels_one_zero_are_accepted(tmp_path):
     labels, flux = random_curves(6, 64, 2)
     write_csv(tmp_path / "a.csv", np.where(labels == 2, 1, 0), flux)
-    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    curves = load_light_curves(discover_files(tmp_path)[0], CONFIG)
     assert curves.label.tolist() == [1, 1, 0, 0, 0, 0]
 
 
@@ -106,12 +123,12 @@ def test_bad_input_gives_one_line_error_exit_2_and_writes_no_cache(tmp_path, cas
 def test_unreadable_and_vanished_files_name_the_file(tmp_path, monkeypatch):
     labels, flux = random_curves(10, 40, 3)
     path = write_csv(tmp_path / "gone.csv", labels, flux)
-    files, _ = discover_csv_files(tmp_path)
+    files, _ = discover_files(tmp_path)
     os.remove(path)
     with pytest.raises(DataError, match="gone.csv: the file disappeared"):
         load_light_curves(files, CONFIG)
     write_csv(path, labels, flux)
-    files, _ = discover_csv_files(tmp_path)
+    files, _ = discover_files(tmp_path)
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -129,7 +146,7 @@ def _kaggle_lines(rows: int = 12, length: int = 64, hosts: int = 3) -> list[str]
 
 def _load_error(folder) -> str:
     with pytest.raises(DataError) as error:
-        load_light_curves(discover_csv_files(folder)[0], CONFIG)
+        load_light_curves(discover_files(folder)[0], CONFIG)
     message = str(error.value)
     assert "\n" not in message
     for arrow_words in ("straddl", "block", "CSV parse error", "ArrowInvalid", "In CSV column"):
@@ -164,7 +181,7 @@ def test_mixed_line_endings_load_and_errors_count_lines_as_an_editor_does(tmp_pa
     endings = ["\r\n", "\n", "\r"]
     mixed = "".join(line + endings[number % 3] for number, line in enumerate(lines))
     (tmp_path / "mixed.csv").write_bytes(mixed.encode())
-    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    curves = load_light_curves(discover_files(tmp_path)[0], CONFIG)
     assert curves.label.size == 12 and curves.label.sum() == 3
     from datasets import count_data_rows
 
@@ -180,7 +197,7 @@ def test_a_file_that_changes_after_it_is_found_is_an_error_not_a_stale_cache(tmp
     lines = _kaggle_lines()
     path = tmp_path / "growing.csv"
     path.write_text("\n".join(lines[:8]) + "\n")
-    files, _ = discover_csv_files(tmp_path)
+    files, _ = discover_files(tmp_path)
     with open(path, "a") as handle:  # another program is still writing it
         handle.write("\n".join(lines[8:]) + "\n")
     with pytest.raises(DataError, match=r"growing.csv: changed after it was found \([\d,]+ -> [\d,]+ bytes\); rerun"):
@@ -189,5 +206,5 @@ def test_a_file_that_changes_after_it_is_found_is_an_error_not_a_stale_cache(tmp
 
 def test_old_mac_line_endings_alone_are_read(tmp_path):
     (tmp_path / "mac.csv").write_bytes(("\r".join(_kaggle_lines()) + "\r").encode())
-    curves = load_light_curves(discover_csv_files(tmp_path)[0], CONFIG)
+    curves = load_light_curves(discover_files(tmp_path)[0], CONFIG)
     assert curves.label.size == 12 and curves.label.sum() == 3

@@ -104,14 +104,17 @@ def test_predict_round_trip_matches_the_model_on_cached_rows(trained):
     assert result.returncode == 0, result.stdout + result.stderr
     with open(workdir / "results" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 240 and set(rows[0]) == {"file", "line", "probability", "predicted_host", "true_host"}
+    # One row per star: a Kaggle row is a star (its file and line name it), one window here.
+    assert len(rows) == 240 and list(rows[0]) == ["star", "mission", "segments", "file", "line", "windows",
+                                                  "probability", "predicted_host", "true_host"]
+    assert rows[0]["star"] == f"{rows[0]['file']}:{rows[0]['line']}" and rows[0]["windows"] == "1"
     by_line = {int(r["line"]): float(r["probability"]) for r in rows}
     model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
     with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
         expected = model.predict(cache["X_test"], verbose=0)[:, 0]
         got = np.array([by_line[int(line)] for line in cache["line_test"]])
     np.testing.assert_allclose(got, expected, atol=2e-6)
-    assert "Metrics on the 240 labelled curves" in result.stdout
+    assert "Metrics on the 240 labelled stars" in result.stdout
 
 
 def test_predict_without_labels_and_with_errors(trained, tmp_path):

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from preprocessing import (PreprocessingConfig, clip_and_compress, fill_missing, local_quadratic_trend, preprocess,
-                           resample_to_length, robust_normalise, robust_trend)
+from preprocessing import (PreprocessingConfig, bin_onto_grid, clip_and_compress, fill_missing, local_quadratic_trend,
+                           preprocess, robust_normalise, robust_trend, window_starts)
 
 CADENCE_DAYS = 29.4244 / 1440
 
@@ -25,11 +25,58 @@ def test_fill_missing_leaves_complete_rows_alone():
     assert count.tolist() == [0, 0]
 
 
-def test_resample_shorter_interpolates_and_longer_bins():
-    np.testing.assert_allclose(resample_to_length(np.array([[0.0, 2.0, 4.0]]), 5), [[0, 1, 2, 3, 4]])
-    np.testing.assert_allclose(resample_to_length(np.array([[1.0, 3.0, 5.0, 7.0, 9.0, 11.0]]), 3), [[2, 6, 10]])
-    same = np.ones((2, 4))
-    assert resample_to_length(same, 4) is same
+def test_bin_onto_grid_averages_by_time_weighted_by_errors():
+    # Samples a third of a cadence apart; the grid starts at the first one.
+    time = np.arange(7) / 3.0
+    flux = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    binned, counts = bin_onto_grid(time, flux, 1.0)
+    # Point k holds the samples within half a cadence of k: {0, 1/3}, {2/3, 1, 4/3}, {5/3, 2}.
+    np.testing.assert_allclose(binned, [1.5, 4.0, 6.5])
+    assert counts.tolist() == [2, 3, 2]
+    error = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0])  # the 5.0 weighs four times as much
+    np.testing.assert_allclose(bin_onto_grid(time, flux, 1.0, error)[0][1], (3 + 4 + 4 * 5) / 6)
+    # A gap stays empty (NaN); a series already on the grid passes unchanged.
+    binned, counts = bin_onto_grid(np.array([0.0, 1.0, 4.0]), np.array([1.0, 2.0, 3.0]), 1.0)
+    np.testing.assert_array_equal(counts, [1, 1, 0, 0, 1])
+    assert np.isnan(binned[2:4]).all() and binned[4] == 3.0
+    on_grid = np.arange(100) * CADENCE_DAYS + 1234.5
+    np.testing.assert_array_equal(bin_onto_grid(on_grid, np.arange(100.0), CADENCE_DAYS)[0], np.arange(100.0))
+
+
+def test_window_starts_cover_the_curve_without_padding_long_ones():
+    assert window_starts(10, 64) == [0]
+    assert window_starts(64, 64) == [0]
+    assert window_starts(100, 64) == [0, 36]
+    assert window_starts(200, 64) == [0, 64, 128, 136]  # the last one ends at the end
+
+
+def test_no_trend_window_reaches_across_a_long_gap():
+    """A step of 1000 across a 2-day gap (a new aperture after a downlink) leaves no trace either side."""
+    config = PreprocessingConfig(sequence_length=400, detrend_window=49)
+    rng = np.random.default_rng(0)
+    flux = rng.normal(0, 1.0, (1, 400))
+    flux[0, 200:] += 1000.0
+    flux[0, 180:200] = np.nan  # 20 cadences = 0.41 d: bridged
+    gappy = flux.copy()
+    gappy[0, 150:250] = np.nan  # 100 cadences = 2 d > max_gap_days: two stretches
+    out = preprocess(gappy.astype(np.float32), config)[0, :, 0]
+    assert (out[150:250] == 0).all()  # no data: no signal
+    assert np.abs(out[:150]).max() < 5 and np.abs(out[250:]).max() < 5  # pure noise either side
+    # With only the short gap, the fit bridges it (and the step shows), as it must not across long ones.
+    assert np.abs(preprocess(flux.astype(np.float32), config)[0, :, 0]).max() > 5
+
+
+def test_rows_with_gaps_keep_a_transit_and_rows_without_are_unchanged():
+    config = PreprocessingConfig(sequence_length=600)
+    rng = np.random.default_rng(1)
+    flux = rng.normal(0, 1.0, (2, 600))
+    flux[:, 300:306] -= 8.0  # a 6-cadence transit of 8 sigma
+    plain = preprocess(flux.astype(np.float32), config)
+    gappy = flux.copy()
+    gappy[1, 100:160] = np.nan
+    mixed = preprocess(gappy.astype(np.float32), config)
+    np.testing.assert_array_equal(mixed[0], plain[0])  # the row without gaps takes the plain path
+    assert mixed[1, 300:306, 0].mean() < -5 and (mixed[1, 100:160, 0] == 0).all()
 
 
 def test_robust_normalise_known_values_and_scale_invariance():
