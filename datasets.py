@@ -158,17 +158,18 @@ def find_datasets(data_dir: Path, known_rows: dict, labels_file: Path | None = N
         key = tuple(sorted(data_file.identity().items()))
         if data_file.layout == SURVEY:
             rows[data_file.name] = 1
-            log.info("  %-40s %8s %13s %10.1f MB", data_file.name, "1 star", "(" + star_from_name(data_file.name) + ")"
-                     if star_from_name(data_file.name) != Path(data_file.name).stem else "", data_file.size / 1e6)
+            log.info("  %-40s %8s %10.1f MB  %s", data_file.name, "1 star", data_file.size / 1e6,
+                     star_from_name(data_file.name))
             continue
         rows[data_file.name] = known_rows.get(key) if key in known_rows else count_data_rows(data_file.path)
         log.info("  %-40s %8d rows %10.1f MB", data_file.name, rows[data_file.name], data_file.size / 1e6)
     if files:
         survey = sum(f.layout == SURVEY for f in files)
-        log.info("Found %d light-curve file%s in %s (%d rows%s)%s", len(files), "" if len(files) == 1 else "s",
-                 data_dir, sum(rows[f.name] for f in files if f.layout == KAGGLE),
-                 f", {survey} one-star survey file{'s' if survey != 1 else ''}" if survey else "",
-                 f"; skipped {skipped} hidden or other file{'s' if skipped != 1 else ''}" if skipped else "")
+        kinds = ([f"{sum(rows[f.name] for f in files if f.layout == KAGGLE)} rows"] if survey < len(files) else []) + \
+            ([f"{survey} one-star survey file{'s' if survey != 1 else ''}"] if survey else [])
+        log.info("Found %d light-curve file%s in %s (%s)%s", len(files), "" if len(files) == 1 else "s", data_dir,
+                 ", ".join(kinds), f"; skipped {skipped} hidden or other file{'s' if skipped != 1 else ''}"
+                 if skipped else "")
     return files
 
 
@@ -571,11 +572,13 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig, requir
         lines.append(loaded.line)
         stars.append(star)
         reports.append(report)
-        what = f"{loaded.star} ({' '.join(p for p in (loaded.mission, loaded.segment) if p)}): {loaded.label.size} " \
-               f"window{'s' if loaded.label.size != 1 else ''}" if data_file.layout == SURVEY else \
-               f"{report['rows'] - report['dropped_rows']} curves"
-        log.info("  %s: %s (%d planet hosts)%s", data_file.name, what, report["hosts"],
-                 _describe_repairs(report, config))
+        if data_file.layout == SURVEY:
+            kind = {1: "planet host", 0: "non-host"}.get(int(loaded.label[0]) if loaded.label.size else -1, "unlabelled")
+            what = f"{loaded.star} ({' '.join(p for p in (loaded.mission, loaded.segment) if p)}, {kind}): " \
+                   f"{loaded.label.size} window{'s' if loaded.label.size != 1 else ''}"
+        else:
+            what = f"{report['rows'] - report['dropped_rows']} curves ({report['hosts']} planet hosts)"
+        log.info("  %s: %s%s", data_file.name, what, _describe_repairs(report, config))
     curves = LoadedCurves(
         flux=np.concatenate(fluxes) if fluxes else np.empty((0, config.sequence_length), np.float32),
         label=np.concatenate(labels) if labels else np.empty(0, np.int8),

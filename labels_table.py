@@ -120,18 +120,20 @@ def match(table: LabelsTable, files: list[tuple[str, str]], allow_unlabelled: bo
         LabelsError: listing every file without a label (unless allowed) and every label
             without a file.
     """
-    labels, unlabelled, used = {}, [], set()
+    labels, unlabelled, used_files, used_stars = {}, [], set(), set()
     for name, star in files:
         base = name.rsplit("/", 1)[-1]
-        for key, table_part in ((name, table.by_file), (base, table.by_file), (star, table.by_star)):
-            if key in table_part:
-                labels[name] = table_part[key]
-                used.add((id(table_part), key))
-                break
+        key = name if name in table.by_file else base if base in table.by_file else None
+        if key is not None:
+            labels[name] = table.by_file[key]
+            used_files.add(key)
+        elif star in table.by_star:
+            labels[name] = table.by_star[star]
+            used_stars.add(star)
         else:
             unlabelled.append(name)
-    orphans = [key for key in table.by_file if (id(table.by_file), key) not in used] + \
-              [key for key in table.by_star if (id(table.by_star), key) not in used]
+    orphans = [key for key in table.by_file if key not in used_files] + \
+              [key for key in table.by_star if key not in used_stars]
     problems = []
     if unlabelled and not allow_unlabelled:
         problems.append(f"{len(unlabelled)} file(s) without a label ({', '.join(unlabelled[:4])}"

@@ -122,8 +122,8 @@ class PreprocessingConfig:
         Settings added in 1.2 are recorded only where they differ from their defaults, so a
         run started with 1.1 (whose curves they do not change) resumes as it was.
         """
-        added = {name: value for name, value in _ADDED_IN_1_2.items()}
-        return {key: value for key, value in self.to_json().items() if key not in added or value != added[key]}
+        return {key: value for key, value in self.to_json().items()
+                if key not in _ADDED_IN_1_2 or value != _ADDED_IN_1_2[key]}
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":

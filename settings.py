@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     paths = defaults.paths
     parser.add_argument("--data-dir", type=Path, default=paths.data_dir,
-                        help="folder searched recursively for *.csv light curves; when it holds none, "
+                        help="folder searched recursively for light curves (*.csv, *.tsv, *.fits, *.fits.gz); "
+                             "when it holds none, "
                              "a built-in synthetic Kepler-like data set is generated there "
                              "(default: %(default)s)")
     parser.add_argument("--checkpoint-dir", type=Path, default=paths.checkpoint_dir,

@@ -138,7 +138,7 @@ def _clean(path: Path, time, flux, error, quality, mission: str, config: Preproc
     flagged = 0
     if quality is not None:
         bits = quality_bits(config.quality_bitmask, mission.lower())
-        bad = (np.asarray(quality).astype(np.int64) & bits) != 0
+        bad = (np.nan_to_num(np.asarray(quality, np.float64)).astype(np.int64) & bits) != 0
         flagged = int((bad & keep).sum())
         keep &= ~bad
     if keep.sum() < 2:

@@ -27,6 +27,7 @@ QUICK = {
     "peak_memory": ["--rows", "2000"],
     "quality": ["--epochs", "5", "--test-rows", "1000", "--repeats", "1"],
     "preprocess_speed": ["--rows", "1000"],
+    "fits_reading": ["--files", "200", "--repeats", "2"],
 }
 
 
@@ -105,6 +106,11 @@ def table(results: dict) -> list[str]:
         rows.append(f"| Preprocessing ({command('preprocess_speed')}) | {best['curves_per_second']:.0f} curves/s "
                     f"({best['chunk_rows']} rows x {best['workers']} threads) | 2048 rows x 1 thread: "
                     f"{best['speed_ratio']:.2f}x faster | - | - | {r['rows']} curves |")
+    if "fits_reading" in results:
+        r = results["fits_reading"]
+        rows.append(f"| FITS reading ({command('fits_reading')}) | {r['curves_per_second']['trainer']:.0f} curves/s "
+                    f"(read, mask, grid, windows) | bare astropy.io.fits read: {r['curves_per_second']['astropy']:.0f} "
+                    f"curves/s ({r['trainer_to_astropy_time']:.2f}x its time) | - | - | {r['files']} Kepler FITS files |")
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
     for described in sorted(machines):
         rows.append("")

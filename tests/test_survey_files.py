@@ -202,7 +202,7 @@ def test_training_and_prediction_on_fits_files_with_a_labels_table(tmp_path, tin
     result = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--labels", str(table))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Labels from" in result.stdout and "36 survey file(s), 16 planet host(s)" in result.stdout
-    assert "KIC 1 (Kepler Q2): 3 windows" in result.stdout  # 6 days: two windows of 2.6 d and one at the end
+    assert "KIC 1 (Kepler Q2, planet host): 3 windows" in result.stdout  # 6 days: windows of 2.6 d, the last at the end
     # Prediction: one row per star, its windows combined, and one row per window.
     result = run_trainer(workdir, "--predict", str(workdir / "data"), "--labels", str(table))
     assert result.returncode == 0, result.stdout + result.stderr
