@@ -24,6 +24,7 @@ Only astropy is needed: lightkurve's files are read without lightkurve.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ FLUX_COLUMNS = ("pdcsap_flux", "kspsap_flux", "flux", "det_flux", "sap_flux")
 TIME_COLUMNS = ("time", "btjd", "bkjd", "bjd", "tbjd", "jd", "mjd", "t")
 QUALITY_COLUMNS = ("quality", "sap_quality")
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+_HEADER_KEYS = ("TELESCOP", "MISSION", "OBJECT", "KEPLERID", "TICID", "QUARTER", "CAMPAIGN", "SECTOR")
 
 
 class SurveyFileError(TrainerError):
@@ -180,7 +182,11 @@ def read_fits(path: Path, config: PreprocessingConfig) -> SurveyCurve:
             hdus = fits.open(path, memmap=False)
         with hdus:
             primary = hdus[0].header
-            for hdu in hdus[1:]:
+            for number in itertools.count(1):
+                try:
+                    hdu = hdus[number]  # read on demand: the extensions after the light curve stay unread
+                except IndexError:
+                    break
                 if not isinstance(hdu, fits.BinTableHDU):
                     continue
                 names = list(hdu.columns.names)
@@ -192,15 +198,16 @@ def read_fits(path: Path, config: PreprocessingConfig) -> SurveyCurve:
                 error_name = _pick(names, (f"{flux_name.lower()}_err", "flux_err", "error", "err"))
                 quality_name = _pick(names, QUALITY_COLUMNS)
                 data = hdu.data
-                header = {**dict(primary), **{k: v for k, v in hdu.header.items() if k in ("TELESCOP", "MISSION")}}
+                # Only the keywords used, not the whole header (parsing every card costs more than the data).
+                header = {key: hdu.header.get(key, primary.get(key)) for key in _HEADER_KEYS}
                 mission = _mission(header)
                 time, flux, error, flagged = _clean(
                     path, data[time_name], data[flux_name], None if error_name is None else data[error_name],
                     None if quality_name is None else data[quality_name], mission, config)
                 layout = "mission FITS" if flux_name.upper() in ("PDCSAP_FLUX", "SAP_FLUX") else \
                     f"high-level FITS ({hdu.name or 'table'} {flux_name})"
-                return SurveyCurve(time=time, flux=flux, flux_err=error, star=_fits_star(path, primary),
-                                   mission=mission, segment=_segment(primary), layout=layout,
+                return SurveyCurve(time=time, flux=flux, flux_err=error, star=_fits_star(path, header),
+                                   mission=mission, segment=_segment(header), layout=layout,
                                    flux_column=flux_name, flagged=flagged)
     except SurveyFileError:
         raise
