@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from augmentation import SplitConfig, split_by_star
 from conftest import ROOT, TINY_CONFIG, run_trainer
-from datasets import SURVEY, discover_files, load_survey_file
+from datasets import SURVEY, DataError, discover_files, load_light_curves, load_survey_file
 from labels_table import LabelsError, match, read_labels
 from preprocessing import PreprocessingConfig
 from survey_files import SurveyFileError, read_survey_file, star_from_name
@@ -94,6 +94,16 @@ def test_quality_flags_nan_and_flux_column_of_a_mission_file(tmp_path):
     assert load_survey_file(path, CONFIG).report["flagged"] == 1
 
 
+def test_a_qlp_like_product_reads_its_detrended_flux(tmp_path):
+    rng = np.random.default_rng(5)
+    time, flux = transit_curve(rng, 200, host=False, cadence=10 / 1440)
+    path = write_mission_fits(tmp_path / "hlsp_qlp_tess_ffi_s0010-0000000123456789_tess_v01_llc.fits", time, flux,
+                              star=123456789, mission="TESS", segment=10, flux_name="KSPSAP_FLUX")
+    curve = read_survey_file(path, CONFIG)
+    assert (curve.flux_column, curve.star, curve.mission, curve.segment) == ("KSPSAP_FLUX", "TIC 123456789", "TESS", "S10")
+    assert curve.layout.startswith("high-level FITS")
+
+
 def test_unreadable_fits_files_get_one_line_naming_them(tmp_path):
     broken = tmp_path / "broken.fits"
     broken.write_bytes(b"SIMPLE  =                    T" + bytes(range(256)) * 20)
@@ -124,6 +134,11 @@ def test_lightkurve_csv_and_tsv_tables_are_read(tmp_path):
                                         "tess2019032160000-s0008-0000000413248763-0136-s_lc.fits", "EPIC_211309989_mast.fits",
                                         "my star.csv")] == \
         ["EPIC 211436265", "EPIC 210951703", "TIC 413248763", "EPIC 211309989", "my star"]
+    (tmp_path / "other.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(DataError) as error:
+        load_light_curves(discover_files(tmp_path)[0][:1], CONFIG)
+    assert "other.csv: not a light-curve layout" in str(error.value) and "lightkurve's to_csv" in str(error.value)
+    (tmp_path / "other.csv").unlink()
     (tmp_path / "bad.csv").write_text("time,flux\n1.0,2.0\n1.1,abc\n")
     with pytest.raises(SurveyFileError, match=r"bad.csv: column flux, data row 2: 'abc' is not a number"):
         read_survey_file(tmp_path / "bad.csv", CONFIG)
@@ -142,6 +157,10 @@ def test_labels_table_matches_files_and_stars_and_lists_mismatches(tmp_path):
     message = str(error.value)
     assert "1 file(s) without a label (other.fits)" in message and "1 label(s) without a file (TIC 399870368)" in message
     assert "--allow-unlabelled" in message
+    # --allow-unlabelled skips files without a label; a label without a file is still an error.
+    assert match(labels, files + [("other.fits", "KIC 1")], allow_unlabelled=True)[1] == ["other.fits"]
+    with pytest.raises(LabelsError, match="1 label"):
+        match(labels, files[:2], allow_unlabelled=True)
     table.write_text("file,label\na.fits,1\nb.fits,0\n")
     assert read_labels(table).by_file == {"a.fits": 1, "b.fits": 0}  # a table with a 0 uses 1/0
     table.write_text("file,label\na.fits,3\n")
