@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from errors import TrainerError
-from preprocessing import available_cores, point_to_point_sigma
+from memory import available_cores
+from preprocessing import point_to_point_sigma
 from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, eclipsing_binary, log_uniform, transit_loss
 
 SPLITS = ("train", "val", "test")

@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 import zipfile
@@ -484,3 +485,41 @@ def make_checkpoint_callback(store: CheckpointStore, state: TrainingState, best_
             self.save_seconds.append(time.perf_counter() - saving)
 
     return CheckpointCallback()
+
+
+# Room to leave free beyond a checkpoint set, for the log and the results.
+DISK_HEADROOM_BYTES = 50 * 1024 * 1024
+
+
+def check_disk_space(folder: Path, model) -> None:
+    """Stop before training if a checkpoint set (two model files and a temporary) won't fit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # Five model files (current, previous, temporary, best in the set and in models/), each the
+    # weights plus Adam's two moments in float32, plus the zip and config overhead.
+    set_size = 5 * (3 * 4 * model.count_params() + 200 * 1024)
+    free = shutil.disk_usage(folder).free
+    if free < set_size + DISK_HEADROOM_BYTES:
+        raise CheckpointError(f"only {free / 1e6:.0f} MB free in {folder}; checkpoints need about "
+                              f"{(set_size + DISK_HEADROOM_BYTES) / 1e6:.0f} MB: free some space and rerun")
+
+
+def status_report(checkpoint_dir: Path, total_epochs: int) -> list[str]:
+    """Lines describing training progress, read from the checkpoint without TensorFlow."""
+    state, problems = CheckpointStore(checkpoint_dir).first_readable()
+    lines = [f"{path}: damaged ({why})" for path, why in problems]
+    if state is None:
+        if problems:
+            return lines + ["No usable checkpoint; a training run will say what to do."]
+        return [f"No checkpoint in {checkpoint_dir}: training has not started (or was reset)."]
+    lines += [f"Checkpoint: {checkpoint_dir}", f"Last completed epoch: {state.epoch}/{total_epochs}"]
+    if state.best_value is not None:
+        lines.append(f"Best {state.monitor}: {state.best_value:.4f} at epoch {state.best_epoch}")
+    last = {name: values[-1] for name, values in state.history.items()}
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in sorted(last.items()) if name != "epoch_seconds")
+    lines.append(f"Last epoch's metrics: {metrics}")
+    seconds = state.history.get("epoch_seconds", [])
+    if seconds:
+        lines.append(f"Average epoch time: {np.mean(seconds):.1f} s over {len(seconds)} epochs")
+    if state.resumed_after:
+        lines.append(f"Resumed after epochs: {', '.join(map(str, state.resumed_after))}")
+    return lines

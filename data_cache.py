@@ -19,13 +19,10 @@ one line saying so. Written atomically; read without pickles (``StoredNpz`` refu
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
 import struct
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +32,7 @@ import numpy as np
 import atomic_io
 import fingerprints
 from augmentation import SPLITS, Split
+from memory import aligned_empty, release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -122,32 +120,6 @@ def known_row_counts(path: Path) -> dict[tuple, int]:
         return {tuple(sorted(f.items())): int(n) for f, n in zip(fingerprint["files"], rows)}
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
         return {}
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed after parsing and preprocessing back to the system.
-
-    glibc keeps freed heap pages for reuse and Arrow's allocator keeps its pool; neither is
-    used again before training, so together they would stay in the run's peak (0.2 GB at the
-    seed's scale). A no-op without glibc or Arrow.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    if "pyarrow" in sys.modules:
-        sys.modules["pyarrow"].default_memory_pool().release_unused()
-
-
-def aligned_empty(shape, dtype, alignment: int = 64) -> np.ndarray:
-    """An uninitialised C-ordered array whose data starts on an ``alignment``-byte boundary.
-
-    TensorFlow can share (not copy) a NumPy buffer only if it is 64-byte aligned, which NumPy
-    does not promise for its own allocations.
-    """
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buffer = np.empty(size + alignment, dtype=np.uint8)
-    # An ndarray over the buffer at an offset (a slice would lose the offset when empty).
-    return np.ndarray(shape, dtype, buffer=buffer, offset=-buffer.ctypes.data % alignment)
 
 
 class StoredNpz:

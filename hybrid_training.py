@@ -100,7 +100,8 @@ def run(settings) -> None:
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed, labels_identity)
     # A checkpoint that stage 5 would refuse is refused now, before any file is written.
-    training.check_checkpoint(settings, fingerprint)
+    training.check_checkpoint(paths.checkpoint_dir, training.training_fingerprint(
+        settings.model, settings.training, settings.seed, fingerprint), settings.fresh)
 
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
@@ -131,14 +132,16 @@ def run(settings) -> None:
     log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")
-    prepared = training.prepare_model(settings, data)  # TensorFlow loads here
+    prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, paths,
+                                      settings.fresh)  # TensorFlow loads here
     # Written once the checkpoint is accepted, so a refused run leaves every file as it was.
     atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
     atomic_io.write_json(paths.settings_file, settings.to_json())
     log.info("Preprocessing settings saved to %s", paths.preprocessor_file)
 
     announce(6, "Training")
-    state = training.train(prepared, data, settings)
+    state = training.train(prepared, data, settings.training, settings.seed, paths.checkpoint_dir,
+                           paths.best_model_file)
 
     announce(7, "Evaluating")
     import evaluation
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return error.exit_code
     if settings.status:
-        from training import status_report
+        from checkpoint_callback import status_report
 
         print("\n".join(status_report(settings.paths.checkpoint_dir, settings.training.epochs)))
         return 0

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from memory import available_cores
 
 # 1.4826 * MAD is the standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
@@ -490,14 +491,6 @@ def clip_and_compress(normalised: np.ndarray, upper_clip: float, compress_scale:
     """Clip upward outliers at ``upper_clip`` and compress large values with ``s*asinh(x/s)``."""
     clipped = np.minimum(normalised, upper_clip)
     return compress_scale * np.arcsinh(clipped / compress_scale)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | None = None,

@@ -5,7 +5,7 @@ Two figures: the ratio of the median epoch times (side by side, alternating, so 
 spells of the machine hit both; still noisy at the 1 % level), and the time the callback itself
 spends saving, timed inside it, as a share of the median plain epoch (precise).
 
-Both variants run the trainer's own training loop (training.EpochRunner) on the same data, with
+Both variants run the trainer's own training loop (epochs.EpochRunner) on the same data, with
 the same model and seed, alternating within each repetition; the callback variant writes the full
 checkpoint set every epoch and the best model every time validation AUC improves. The first epoch
 of each run (tracing) is left out. Reports the median epoch time of each and their ratio.
@@ -30,7 +30,7 @@ def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir:
 
     from checkpoint_callback import CheckpointStore, TrainingState, make_checkpoint_callback
     from model import ModelConfig, build_model
-    from training import EpochRunner
+    from epochs import EpochRunner
 
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(), x.shape[1])

@@ -76,7 +76,7 @@ def plain_child(cache: Path, epochs: int) -> None:
     import keras
 
     from model import ModelConfig, build_model
-    from training import class_weights
+    from epochs import class_weights
 
     with np.load(cache, allow_pickle=False) as arrays:
         x, y = arrays["X_train"], arrays["y_train"].astype(np.float32)

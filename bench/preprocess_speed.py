@@ -55,7 +55,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from preprocessing import PreprocessingConfig, available_cores, preprocess
+    from memory import available_cores
+    from preprocessing import PreprocessingConfig, preprocess
     from synthetic_data import generate_light_curves
 
     flux = generate_light_curves(args.rows, seed=3).flux.astype(np.float32)

@@ -88,7 +88,8 @@ def score(run: Path, args) -> dict:
                               fresh_built_in_set, threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
     from model import predict_scores
-    from preprocessing import PreprocessingConfig, available_cores
+    from memory import available_cores
+    from preprocessing import PreprocessingConfig
     from settings import Paths
 
     paths = Paths(models_dir=run / "models", results_dir=run / "results")

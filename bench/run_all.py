@@ -28,6 +28,7 @@ QUICK = {
     "quality": ["--epochs", "5", "--test-rows", "1000", "--repeats", "1"],
     "preprocess_speed": ["--rows", "1000"],
     "fits_reading": ["--files", "200", "--repeats", "2"],
+    "transit_model": ["--rows", "200", "--repeats", "2"],
 }
 
 
@@ -111,6 +112,12 @@ def table(results: dict) -> list[str]:
         rows.append(f"| FITS reading ({command('fits_reading')}) | {r['curves_per_second']['trainer']:.0f} curves/s "
                     f"(read, mask, grid, windows) | bare astropy.io.fits read: {r['curves_per_second']['astropy']:.0f} "
                     f"curves/s ({r['trainer_to_astropy_time']:.2f}x its time) | - | - | {r['files']} Kepler FITS files |")
+    if "transit_model" in results:
+        r = results["transit_model"]
+        rows.append(f"| Transit model ({command('transit_model')}) | {r['curves_per_second']['transit_loss']:.0f} "
+                    f"curves/s, same bits: {r['identical_bits']} | every cadence: "
+                    f"{r['curves_per_second']['every cadence']:.0f} curves/s ({r['speed_ratio']:.2f}x faster) | - | - | "
+                    f"{r['rows']} planets |")
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
     for described in sorted(machines):
         rows.append("")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training throughput: the trainer's training loop against a plain model.fit on the same arrays.
 
-Same model, same seed, same preprocessed arrays: (a) training.EpochRunner as the trainer runs
+Same model, same seed, same preprocessed arrays: (a) epochs.EpochRunner as the trainer runs
 it, with TensorFlow's op determinism on, one fit call whose dataset gives each epoch the
 (seed, epoch) batch order and a callback that resets the dropout seeds each epoch (everything
 exact resume needs except the checkpoint, which bench/checkpoint_overhead.py measures);
@@ -34,7 +34,7 @@ def ours(x, y, x_val, y_val, epochs):
     import tensorflow as tf
 
     from model import ModelConfig, build_model
-    from training import EpochRunner
+    from epochs import EpochRunner
 
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(1)
@@ -48,7 +48,7 @@ def plain(x, y, x_val, y_val, epochs):
     import keras
 
     from model import ModelConfig, build_model
-    from training import class_weights
+    from epochs import class_weights
 
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(), x.shape[1])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from checkpoint_callback import CheckpointError, CheckpointStore, TrainingState, read_state_from_model_file
-from training import check_disk_space
+from checkpoint_callback import check_disk_space
 
 
 @pytest.fixture(autouse=True)
