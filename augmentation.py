@@ -52,9 +52,9 @@ class SplitConfig:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     augment_copies: int = 4       # extra copies of each training planet host
-    injected_fraction: float = 1.0  # injected-planet copies per training non-host (0: none)
+    injected_fraction: float = 2.0  # injected-planet copies per training non-host (0: none)
     injected_snr: tuple[float, float] = (10.0, 1000.0)  # S/N range of the injected transits, log-uniform
-    injected_binary_fraction: float = 0.5  # injected eclipsing-binary copies per training non-host (label 0)
+    injected_binary_fraction: float = 1.0  # injected eclipsing-binary copies per training non-host (label 0)
     # S/N range of the binaries' eclipses, log-uniform: the planets' range, so that depth in noise
     # units tells neither apart and only the shape of the dips does.
     injected_binary_snr: tuple[float, float] = (10.0, 1000.0)
