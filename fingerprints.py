@@ -8,7 +8,7 @@ the run would make; ``differences`` turns a mismatch into words for the one-line
 from __future__ import annotations
 
 # Keys whose value is a digest of other settings: naming the key says more than two hex strings.
-DIGESTS = {"data": "data (files or preprocessing settings)"}
+DIGESTS = {"data": "data (files, labels table, preprocessing or split settings)"}
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
