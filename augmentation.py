@@ -239,15 +239,9 @@ def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfi
 
     A star's windows (two quarters of one star, the windows of a long curve) never fall into
     two splits; a star counts as a host if any of its windows is labelled one. With one row per
-    star (the Kaggle layout) this is ``stratified_split`` of the rows, row for row.
+    star (the Kaggle layout; ``star`` None) this is ``stratified_split`` of the rows, row for row.
     """
-    if star is None:
-        return stratified_split(label, config, seed)
-    stars, position = np.unique(star, return_inverse=True)
-    if stars.size == label.size:  # one row per star, in row order: the same split as by rows
-        order = np.argsort(position)
-        by_star = stratified_split(label[order], config, seed)
-        return {name: np.sort(order[rows]) for name, rows in by_star.items()}
+    stars, position = np.unique(np.arange(label.size) if star is None else star, return_inverse=True)
     star_label = np.zeros(stars.size, dtype=label.dtype)
     np.maximum.at(star_label, position, label)
     by_star = stratified_split(star_label, config, seed)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import TrainerError
-from preprocessing import PreprocessingConfig, bin_onto_grid, fill_missing, window_starts
+from preprocessing import PreprocessingConfig, bin_onto_grid, cut_windows, fill_missing
 from survey_files import (FITS_SUFFIXES, LAYOUTS, SurveyFileError, first_line, is_fits, read_survey_file,
                           sniff_table, star_from_name)
 from synthetic_data import TRUTH_SUFFIX
@@ -214,6 +214,15 @@ def _identity(path: Path) -> tuple[int, int]:
     except OSError as error:
         raise _unreadable(path, error) from None
     return stat.st_size, stat.st_mtime_ns
+
+
+def _unchanged_since_found(path: Path, found: "DataFile | None") -> tuple[int, int]:
+    """The file's (size, mtime); DataError if it is no longer the file stage 1 found."""
+    now = _identity(path)
+    if found is not None and now != (found.size, found.mtime_ns):
+        raise DataError(f"{path}: changed after it was found ({found.size:,} -> {now[0]:,} bytes); "
+                        "rerun once whatever writes it has finished")
+    return now
 
 
 def _unreadable(path: Path, error: OSError) -> DataError:
@@ -429,11 +438,7 @@ def rows_onto_grid(flux: np.ndarray, config: PreprocessingConfig) -> tuple[np.nd
     counts = np.diff(np.r_[first, n])
     grid = np.full((rows, int(index[-1]) + 1), np.nan, dtype=np.float32)
     grid[:, index[first]] = np.add.reduceat(flux.astype(np.float64), first, axis=1) / counts
-    starts = window_starts(grid.shape[1], length)
-    windows = np.full((rows, len(starts), length), np.nan, dtype=np.float32)
-    for number, start in enumerate(starts):
-        part = grid[:, start:start + length]
-        windows[:, number, :part.shape[1]] = part
+    windows, starts = cut_windows(grid, length)
     return windows.reshape(rows * len(starts), length), np.repeat(np.arange(rows), len(starts))
 
 
@@ -444,10 +449,7 @@ def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = Tr
     ``found``: the file as stage 1 found it; a file that changed since, or while it is read, is
     an error (the cache would record contents it was not made from).
     """
-    before = _identity(path)
-    if found is not None and before != (found.size, found.mtime_ns):
-        raise DataError(f"{path}: changed after it was found ({found.size:,} -> {before[0]:,} bytes); "
-                        "rerun once whatever writes it has finished")
+    before = _unchanged_since_found(path, found)
     header = read_header(path, require_labels)
     table = _read_table(path, header)
     after = _identity(path)
@@ -483,23 +485,17 @@ def load_survey_file(path: Path, config: PreprocessingConfig, label: int = -1,
     Windows whose span is more than ``max_missing_fraction`` empty (flagged cadences, gaps) are
     dropped; the padding after a curve shorter than a window does not count as missing.
     """
-    before = _identity(path)
-    if found is not None and before != (found.size, found.mtime_ns):
-        raise DataError(f"{path}: changed after it was found ({found.size:,} -> {before[0]:,} bytes); "
-                        "rerun once whatever writes it has finished")
+    _unchanged_since_found(path, found)
     try:
         curve = read_survey_file(path, config)
     except SurveyFileError as error:
         raise DataError(str(error)) from None
     binned, _ = bin_onto_grid(curve.time, curve.flux, config.grid_cadence_days, curve.flux_err)
     length = config.sequence_length
-    starts = window_starts(binned.size, length)
-    flux = np.full((len(starts), length), np.nan, dtype=np.float32)
-    observed = np.empty(len(starts))
-    for number, start in enumerate(starts):
-        part = binned[start:start + length]
-        flux[number, :part.size] = part
-        observed[number] = np.isfinite(part).mean()
+    windows, starts = cut_windows(binned[None, :], length)
+    flux = windows[0]
+    # The share of each window's span with data: the padding after a short curve is no gap.
+    observed = np.isfinite(flux).sum(axis=1) / np.minimum(length, binned.size - np.asarray(starts))
     keep = observed >= 1.0 - config.max_missing_fraction
     report = {"file": str(path), "rows": 1, "length": int(binned.size), "windows": int(keep.sum()),
               "dropped_rows": int((~keep).sum()), "filled_values": 0, "rows_with_gaps": 0, "ignored_columns": [],

@@ -123,8 +123,9 @@ class PreprocessingConfig:
         Settings added in 1.2 are recorded only where they differ from their defaults, so a
         run started with 1.1 (whose curves they do not change) resumes as it was.
         """
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
         return {key: value for key, value in self.to_json().items()
-                if key not in _ADDED_IN_1_2 or value != _ADDED_IN_1_2[key]}
+                if key not in _ADDED_IN_1_2 or value != defaults[key]}
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":
@@ -138,9 +139,7 @@ class PreprocessingConfig:
         return cls(**settings)
 
 
-_ADDED_IN_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
-                 "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "max_gap_days": 0.5,
-                 "quality_bitmask": "default", "flux_column": ""}
+_ADDED_IN_1_2 = ("grid_cadence_minutes", "row_cadence_minutes", "max_gap_days", "quality_bitmask", "flux_column")
 
 
 def quality_bits(bitmask: str, mission: str) -> int:
@@ -217,6 +216,21 @@ def window_starts(points: int, length: int) -> list[int]:
         return [0]
     starts = list(range(0, points - length, length))
     return starts + [points - length]
+
+
+def cut_windows(grid: np.ndarray, length: int) -> tuple[np.ndarray, list[int]]:
+    """Cut each row of ``grid`` [rows, points] into the windows of ``window_starts``.
+
+    Returns:
+        (windows [rows, windows, length] float32, NaN after the end of a row shorter than a
+        window; the first grid point of each window).
+    """
+    starts = window_starts(grid.shape[1], length)
+    windows = np.full((grid.shape[0], len(starts), length), np.nan, dtype=np.float32)
+    for number, start in enumerate(starts):
+        part = grid[:, start:start + length]
+        windows[:, number, :part.shape[1]] = part
+    return windows, starts
 
 
 def fill_missing(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

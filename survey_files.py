@@ -67,7 +67,7 @@ class SurveyCurve:
 def is_fits(path: Path) -> bool:
     """True if the file starts like a FITS file (or is gzip-compressed with a FITS name)."""
     name = path.name.lower()
-    if name.endswith((".gz",)):
+    if name.endswith(".gz"):
         return name.endswith(FITS_SUFFIXES)
     try:
         with open(path, "rb") as handle:
@@ -123,7 +123,12 @@ def _flux_column(path: Path, names: list[str], config: PreprocessingConfig) -> s
     return found
 
 
-def _relative_ppm(path: Path, flux: np.ndarray, error: np.ndarray | None):
+def _error_column(names: list[str], flux_name: str) -> str | None:
+    """The uncertainty column of ``flux_name``: ``<flux>_ERR``, else a generic error column."""
+    return _pick(names, (f"{flux_name.lower()}_err", "flux_err", "error", "err"))
+
+
+def _relative_ppm(flux: np.ndarray, error: np.ndarray | None):
     level = float(np.median(flux)) if flux.size else 0.0
     if not np.isfinite(level) or level <= 0:
         # Already relative or mean-subtracted (a detrended product): keep the scale, centre it.
@@ -149,7 +154,7 @@ def _clean(path: Path, time, flux, error, quality, mission: str, config: Preproc
     order = np.argsort(time[keep], kind="stable")
     time, flux = time[keep][order], flux[keep][order]
     error = None if error is None else error[keep][order]
-    flux, error = _relative_ppm(path, flux, error)
+    flux, error = _relative_ppm(flux, error)
     return time, flux, error, flagged
 
 
@@ -195,7 +200,7 @@ def read_fits(path: Path, config: PreprocessingConfig) -> SurveyCurve:
                                                                    if config.flux_column else ())) is None:
                     continue
                 flux_name = _flux_column(path, names, config)
-                error_name = _pick(names, (f"{flux_name.lower()}_err", "flux_err", "error", "err"))
+                error_name = _error_column(names, flux_name)
                 quality_name = _pick(names, QUALITY_COLUMNS)
                 data = hdu.data
                 # Only the keywords used, not the whole header (parsing every card costs more than the data).
@@ -265,7 +270,7 @@ def read_time_series_table(path: Path, config: PreprocessingConfig) -> SurveyCur
     delimiter, names = sniffed
     flux_name = _flux_column(path, names, config)
     time_name = _pick(names, TIME_COLUMNS)
-    error_name = _pick(names, (f"{flux_name.lower()}_err", "flux_err", "error", "err"))
+    error_name = _error_column(names, flux_name)
     quality_name = _pick(names, QUALITY_COLUMNS)
     wanted = [n for n in (time_name, flux_name, error_name, quality_name) if n]
     try:
