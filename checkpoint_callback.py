@@ -262,7 +262,7 @@ class CheckpointStore:
         """Raise now what ``restore`` would refuse with; reads only, changes nothing."""
         self._choose(fingerprint)
 
-    def restore(self, fingerprint: dict | None = None) -> tuple[Path, TrainingState] | None:
+    def restore(self, fingerprint: dict | None = None, read_only: bool = False) -> tuple[Path, TrainingState] | None:
         """The newest good checkpoint (model file, state), repairing the views; None if none exists.
 
         With ``fingerprint``, a checkpoint made with other settings is not used while one made
@@ -270,6 +270,9 @@ class CheckpointStore:
         is used. Every file is checked before any is changed, so a refusal leaves them all as
         they were. Then damaged files are moved aside (``*.damaged``), the good set becomes the
         current one, and the views are rewritten from it, with one line saying what was lost.
+
+        With ``read_only`` the choice is the same but nothing is changed (a worker of a
+        multi-worker job reads the chief's folder after the chief has restored it).
 
         Raises:
             CheckpointMismatch: every usable checkpoint was made with other settings.
@@ -280,6 +283,8 @@ class CheckpointStore:
         if chosen is None:
             return None
         state, path, problems, claimed = chosen
+        if read_only:
+            return path, state
         # From here on files change: the chosen set is final.
         atomic_io.remove_stale_temporaries(self.folder)
         newest_gone = path != self.model_file

@@ -32,11 +32,16 @@ import numpy as np
 import atomic_io
 import fingerprints
 from augmentation import SPLITS, Split
+from errors import TrainerError
 from memory import aligned_empty, release_freed_memory
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+
+
+class CacheSpaceError(TrainerError):
+    """The disk has no room for the data cache."""
 
 
 @dataclass
@@ -222,4 +227,24 @@ def save(path: Path, data: TrainingData) -> None:
     arrays["files"] = np.array(data.files, dtype=str)
     arrays["file_rows"] = np.array(data.file_rows, dtype=np.int64)
     arrays["fingerprint"] = np.array(json.dumps(data.fingerprint, sort_keys=True))
+    check_room_for_cache(path, sum(array.nbytes for array in arrays.values()))
     atomic_io.write_npz(path, **arrays)
+
+
+def check_room_for_cache(path: Path, size: int) -> None:
+    """Stop before writing the cache if it and the checkpoint headroom will not fit beside it.
+
+    Raises:
+        CacheSpaceError: naming the folder, what is free and what is needed.
+    """
+    import shutil
+
+    from checkpoint_callback import DISK_HEADROOM_BYTES
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < size + DISK_HEADROOM_BYTES:
+        raise CacheSpaceError(f"only {free / 1e6:.0f} MB free in {path.parent}; the preprocessed data cache "
+                              f"{path.name} needs {size / 1e6:.0f} MB and the checkpoints about "
+                              f"{DISK_HEADROOM_BYTES / 1e6:.0f} MB more: free some space, or give --checkpoint-dir "
+                              f"a disk with room, and rerun")

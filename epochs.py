@@ -33,6 +33,19 @@ def reset_random_state(model, seed: int, epoch: int) -> int:
     return len(generators)
 
 
+def batch_bounds(rows: int, batch_size: int, replicas: int = 1) -> np.ndarray:
+    """Start of each batch of an epoch, then ``rows``: batches of ``batch_size``, the last one
+    joined to the one before when it has fewer rows than ``replicas`` (so none gets an empty share).
+
+    >>> batch_bounds(10, 4).tolist(), batch_bounds(9, 4, replicas=2).tolist()
+    ([0, 4, 8, 10], [0, 4, 9])
+    """
+    bounds = list(range(0, rows, batch_size)) + [rows]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < replicas:
+        del bounds[-2]
+    return np.asarray(bounds, dtype=np.int64)
+
+
 def shared_tensor(array: np.ndarray):
     """(tensor, array): a TensorFlow tensor and a NumPy array holding the same buffer.
 
@@ -58,11 +71,16 @@ class EpochRunner:
     one Keras fit call on a dataset built for exactly those epochs.
     """
 
-    def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int):
+    def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1):
         import tensorflow as tf
 
-        self.rows, self.batch_size, self.seed = len(y_train), batch_size, seed
-        self.steps_per_epoch = -(-self.rows // batch_size)
+        self.rows, self.batch_size, self.seed, self.replicas = len(y_train), batch_size, seed, replicas
+        # Under a tf.distribute strategy each global batch is split among the replicas, and a
+        # replica given no rows fails (TensorFlow's CPU convolution returns a wrong shape for an
+        # empty batch): an epoch's last batch with fewer rows than replicas joins the one before.
+        self.train_bounds = batch_bounds(self.rows, batch_size, replicas)
+        self.val_bounds = batch_bounds(len(y_val), batch_size, replicas)
+        self.steps_per_epoch = len(self.train_bounds) - 1
         self.class_weights = class_weights(y_train)
         self.inputs, self.train_inputs = shared_tensor(x_train)
         self.targets = tf.constant(y_train.astype(np.float32)[:, None])
@@ -75,19 +93,23 @@ class EpochRunner:
         # 39 s after early stopping, 0.7 s per epoch when each epoch had its own pipeline).
         self.options = tf.data.Options()
         self.options.autotune.enabled = False
+        if replicas > 1:
+            # Batches are made here, in (seed, epoch) order; the strategy splits each among the
+            # replicas (rows, not files, hence DATA; AUTO would try files first, with a warning).
+            self.options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         self.parallel_gathers = available_cores()
 
     def validation(self):
         """The validation batches, in order, gathered from the shared tensor."""
         import tensorflow as tf
 
+        bounds = tf.constant(self.val_bounds)
+
         def take(batch):
-            start = batch * self.batch_size
-            index = tf.range(start, tf.minimum(start + self.batch_size, self.val_rows))
+            index = tf.range(bounds[batch], bounds[batch + 1])
             return tf.gather(self.val_tensor, index), tf.gather(self.val_targets, index)
 
-        return (tf.data.Dataset.range(-(-self.val_rows // self.batch_size)).map(take).prefetch(2)
-                .with_options(self.options))
+        return tf.data.Dataset.range(len(self.val_bounds) - 1).map(take).prefetch(2).with_options(self.options)
 
     def batches(self, first_epoch: int, last_epoch: int):
         """The batches of epochs ``first_epoch`` to ``last_epoch - 1`` (counted from 0), in order."""
@@ -102,9 +124,16 @@ class EpochRunner:
         # so its last, short batch never mixes with the next epoch's rows. The parallel
         # gathers keep their order (tf.data is deterministic by default).
         orders = np.stack([epoch_order(self.seed, epoch, self.rows) for epoch in range(first_epoch, last_epoch)])
-        return (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
-                .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size))
-                .map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2).with_options(self.options))
+        if len(self.train_bounds) - 1 == -(-self.rows // self.batch_size):
+            batched = (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
+                       .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)))
+        else:  # a last batch joined to the one before
+            bounds = tf.constant(self.train_bounds)
+            batched = (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
+                       .flat_map(lambda order: tf.data.Dataset.range(len(self.train_bounds) - 1).map(
+                           lambda step: order[bounds[step]:bounds[step + 1]])))
+        return (batched.map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2)
+                .with_options(self.options))
 
     def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):
         """Train epochs ``first_epoch + 1`` to ``last_epoch`` (counted from 1), validating after each.
@@ -119,6 +148,11 @@ class EpochRunner:
             def on_epoch_begin(self, epoch, logs=None):
                 reset_random_state(self.model, seed, epoch)
 
+        first = [ResetRandomState()]
+        if self.replicas > 1:
+            from distribution import global_validation_metrics_callback
+
+            first.append(global_validation_metrics_callback())
         return model.fit(self.batches(first_epoch, last_epoch), steps_per_epoch=self.steps_per_epoch,
                          validation_data=self.validation(), initial_epoch=first_epoch, epochs=last_epoch,
-                         callbacks=[ResetRandomState(), *callbacks], verbose=verbose, shuffle=False)
+                         callbacks=[*first, *callbacks], verbose=verbose, shuffle=False)

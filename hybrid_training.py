@@ -10,7 +10,8 @@ The run is seven stages, each one call into its module:
     [2/7] Loading datasets       datasets.load_light_curves     (or the cached split: stages 2-4 done)
     [3/7] Augmenting             augmentation.split_and_augment
     [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz
-    [5/7] Building model         training.prepare_model         (restored from the checkpoint)
+    [5/7] Building model         training.prepare_model         (restored from the checkpoint;
+                                                                 --distribute: under its strategy)
     [6/7] Training               training.train                 (checkpoint after every epoch)
     [7/7] Evaluating             evaluation.evaluate
 """
@@ -25,11 +26,13 @@ import time
 
 import atomic_io
 import data_cache
+import distribution
 import training
 from augmentation import split_and_augment
+from checkpoint_callback import CheckpointStore
 from datasets import find_datasets, generate_built_in, label_survey_files, load_light_curves
 from errors import Interrupted, TrainerError
-from settings import SettingsError, parse_settings
+from settings import Paths, SettingsError, parse_settings
 
 log = logging.getLogger("hybrid_training")
 TRACEBACKS = "hybrid_training.tracebacks"
@@ -87,21 +90,39 @@ def log_split_sizes(splits) -> None:
         log.info("  %-6s %8d %8d %10d %10d", name, len(split) - copies, original_hosts, copies, len(split))
 
 
-def run(settings) -> None:
-    """The seven stages, in order."""
+def run(settings, task, writes) -> None:
+    """The seven stages, in order.
+
+    ``task``: this process's place in a ``--distribute`` job (``distribution.Task``); ``writes``:
+    the folders it writes, ``settings.paths`` but for a multi-worker job's other workers, which
+    read the chief's folders and write into a temporary one.
+    """
     paths = settings.paths
     started = time.perf_counter()
+    strategy = None
+    if not task.is_chief:
+        # Joining waits for every worker; the chief joins after stage 4, so its data and cache are complete.
+        log.info("Joining the multi-worker job as %s (TF_CONFIG); the chief writes every shared file", task.describe())
+        strategy = distribution.make_strategy(task)
+    elif task.kind == "mirrored":
+        strategy = distribution.make_strategy(task)  # now: no GPU is said before the data stages, not after
 
     announce(1, "Discovering datasets")
     files = find_datasets(paths.data_dir, data_cache.known_row_counts(paths.cache_file), settings.labels)
+    if not files and not task.is_chief:
+        raise distribution.DistributionError(
+            f"no light-curve files in {paths.data_dir} on this worker: every worker reads the chief's data; share "
+            f"the data folder, or copy it with its times (rsync -a), and rerun")
     if not files:
         files = generate_built_in(paths.data_dir, settings.synthetic, settings.seed)
     files, survey_labels, labels_identity = label_survey_files(files, settings.labels, settings.allow_unlabelled)
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed, labels_identity)
-    # A checkpoint that stage 5 would refuse is refused now, before any file is written.
-    training.check_checkpoint(paths.checkpoint_dir, training.training_fingerprint(
-        settings.model, settings.training, settings.seed, fingerprint), settings.fresh)
+    # A checkpoint that stage 5 would refuse is refused now, before any file is written (by the
+    # chief: the other workers read its checkpoint at stage 5, once it has restored it).
+    if task.is_chief:
+        training.check_checkpoint(paths.checkpoint_dir, training.training_fingerprint(
+            settings.model, settings.training, settings.seed, fingerprint), settings.fresh)
 
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
@@ -120,9 +141,9 @@ def run(settings) -> None:
         announce(4, "Preprocessing")
         step = time.perf_counter()
         data = data_cache.build(curves, splits, fingerprint, settings.preprocessing)
-        data_cache.save(paths.cache_file, data)
+        data_cache.save(writes.cache_file, data)
         log.info("Preprocessed %d curves in %.1f s; saved the split to %s",
-                 sum(len(s) for s in data.splits.values()), time.perf_counter() - step, paths.cache_file)
+                 sum(len(s) for s in data.splits.values()), time.perf_counter() - step, writes.cache_file)
         del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
     else:
         announce(3, "Augmenting")
@@ -132,18 +153,33 @@ def run(settings) -> None:
     log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")
-    prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, paths,
-                                      settings.fresh)  # TensorFlow loads here
+    if task.is_chief:
+        if strategy is None:
+            strategy = distribution.make_strategy(task)  # TensorFlow loads here; multi-worker: waits for the workers
+        prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, paths,
+                                          settings.fresh, strategy=strategy,
+                                          synchronise=lambda: distribution.barrier(strategy))
+    else:
+        # The chief's checkpoint, read once the chief has restored it; this worker saves into its temporary folder.
+        prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, writes,
+                                          settings.fresh, strategy=strategy, read_only=True,
+                                          store=None if settings.fresh else CheckpointStore(paths.checkpoint_dir),
+                                          synchronise=lambda: distribution.barrier(strategy))
+        prepared.store = CheckpointStore(writes.checkpoint_dir)
+    distribution.check_same_epoch(strategy, prepared.state.epoch)
     # Written once the checkpoint is accepted, so a refused run leaves every file as it was.
-    atomic_io.write_json(paths.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
-    atomic_io.write_json(paths.settings_file, settings.to_json())
-    log.info("Preprocessing settings saved to %s", paths.preprocessor_file)
+    atomic_io.write_json(writes.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})
+    atomic_io.write_json(writes.settings_file, settings.to_json())
+    log.info("Preprocessing settings saved to %s", writes.preprocessor_file)
 
     announce(6, "Training")
-    state = training.train(prepared, data, settings.training, settings.seed, paths.checkpoint_dir,
-                           paths.best_model_file)
+    state = training.train(prepared, data, settings.training, settings.seed, writes.checkpoint_dir,
+                           writes.best_model_file, strategy=strategy)
 
     announce(7, "Evaluating")
+    if not task.is_chief:
+        log.info("The chief evaluates the best model and writes the results; this worker is done")
+        return
     import evaluation
 
     evaluation.evaluate(settings, data, state)
@@ -161,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n".join(status_report(settings.paths.checkpoint_dir, settings.training.epochs)))
         return 0
-    from checkpoint_callback import CheckpointStore
-
     if settings.predict:
         mode = "predicting"
     elif settings.fresh:
@@ -171,15 +205,25 @@ def main(argv: list[str] | None = None) -> int:
         mode = "resuming from checkpoint"
     else:
         mode = "no checkpoint"
-    setup_logging(settings.paths.log_file, argv, mode)
+    try:
+        task = distribution.task_from_environment(settings.distribute)
+    except TrainerError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return error.exit_code
+    worker_folder = distribution.worker_folder(task)
+    writes = settings.paths if worker_folder is None else Paths(
+        data_dir=settings.paths.data_dir, checkpoint_dir=worker_folder / "checkpoints",
+        models_dir=worker_folder / "models", results_dir=worker_folder / "results",
+        log_file=worker_folder / "training_full.log")
+    setup_logging(writes.log_file, argv, mode if task.is_chief else f"{mode}; {task.describe()}")
     try:
         if settings.predict:
             import evaluation
 
             evaluation.predict(settings)
         else:
-            with atomic_io.exclusive_folder(settings.paths.checkpoint_dir, "a training run"):
-                run(settings)
+            with atomic_io.exclusive_folder(writes.checkpoint_dir, "a training run"):
+                run(settings, task, writes)
     except Interrupted as interrupt:
         log.warning("%s", interrupt)
         return interrupt.exit_code
@@ -195,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                   "traceback is in %s - please report it", type(error).__name__,
                   str(error).splitlines()[0][:200] if str(error) else "", settings.paths.log_file)
         return 1
+    finally:
+        distribution.remove_worker_folder(worker_folder)
     return 0
 
 

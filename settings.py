@@ -37,6 +37,8 @@ examples:
   python3 hybrid_training.py --predict new.csv more/   score CSV files and folders with the best model
   python3 hybrid_training.py --data-dir kepler_fits/ --labels labels.csv   train on FITS files with a labels table
   python3 hybrid_training.py --predict tess_sector/ --labels labels.csv   score survey files, with metrics
+  TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]}, "task": {"type": "worker", "index": 0}}' \
+    python3 hybrid_training.py --distribute multi-worker   on machine a (index 1 on b), folders shared
 
 precedence: a flag given on the command line beats --config, which beats the default.
 
@@ -44,6 +46,7 @@ exit codes:
   0    done
   1    unexpected internal error (the traceback is in the log file; please report it)
   2    bad command line, setting, data file or checkpoint: the message says what to fix
+  3    --distribute multi-worker: another worker stopped; rerun the job on every machine to resume
   130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: rerun the same command to resume
 """
 
@@ -118,6 +121,7 @@ class Settings:
     labels: Path | None = None       # labels table of one-star survey files
     allow_unlabelled: bool = False   # skip survey files without a label instead of refusing
     combine: str = "max"             # a star's prediction from its windows' scores: max, mean, median
+    distribute: str = "none"         # tf.distribute: none, mirrored (this machine's GPUs), multi-worker (TF_CONFIG)
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (paths as strings)."""
@@ -191,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="minutes between the values of a Kaggle-layout row (default: "
                              f"{defaults.preprocessing.row_cadence_minutes:g}, Kepler long cadence; 2 for TESS "
                              "2-minute rows)")
+    parser.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"), default=defaults.distribute,
+                        help="train with tf.distribute: 'mirrored' on every GPU of this machine, 'multi-worker' on "
+                             "the machines of TF_CONFIG, each running this same command; --batch-size is then the "
+                             "global batch (default: %(default)s; see README, 'Scaling out')")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="JSON object overriding component settings, e.g. "
                              '{"preprocessing": {"detrend_window": 61}}; components: '
@@ -302,5 +310,6 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         labels=args.labels,
         allow_unlabelled=args.allow_unlabelled,
         combine=args.combine,
+        distribute=args.distribute,
         **components,
     )

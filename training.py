@@ -29,6 +29,7 @@ codes are 130 and 143. A second Ctrl-C exits immediately, which is as safe as a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -38,6 +39,8 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 import atomic_io
 from checkpoint_callback import (CheckpointError, CheckpointStore, TrainingState, check_disk_space,
@@ -95,11 +98,17 @@ class PreparedModel:
 
 
 def prepare_model(data, model_config, training_config: TrainingConfig, seed: int, paths, fresh: bool,
-                  store: CheckpointStore | None = None) -> PreparedModel:
+                  store: CheckpointStore | None = None, strategy=None, read_only: bool = False,
+                  synchronise=None) -> PreparedModel:
     """Stage [5/7]: restore the model from the checkpoint, or build a new one.
 
     ``paths``: the checkpoint folder, the best model and the cache file are used; ``fresh``
-    removes the checkpoint set and the best model first.
+    removes the checkpoint set and the best model first. ``store``: where to restore from
+    (default: ``paths.checkpoint_dir``), without changing anything there if ``read_only``.
+    ``strategy``: a ``tf.distribute`` strategy whose scope holds the model's variables, or None.
+    ``synchronise``: called once between the checkpoint files and the model: after a writer's
+    restore (with its repairs), before a ``read_only`` reader looks at the files, so that in a
+    multi-worker job the workers read what the chief left.
 
     Raises:
         CheckpointMismatch: the checkpoint was made with other model or training settings.
@@ -123,10 +132,16 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     fingerprint = training_fingerprint(model_config, training_config, seed, data.fingerprint)
-    restored = store.restore(fingerprint)
+    if read_only and synchronise:
+        synchronise()
+    restored = store.restore(fingerprint, read_only=read_only)
+    if not read_only and synchronise:
+        synchronise()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     if restored is None:
         log.info("No checkpoint found - starting fresh training")
-        model = _build(model_config, data)
+        with scope:
+            model = _build(model_config, data)
         state = TrainingState(fingerprint=fingerprint)
         resumed = False
     else:
@@ -137,7 +152,8 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
         if state.epoch < training_config.epochs and not _stopped_early(state, training_config):
             log.info("  Resuming from epoch %d...", state.epoch + 1)
         try:
-            model = keras.models.load_model(path, safe_mode=True)
+            with scope:
+                model = keras.models.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises many kinds; any of them means this file is unusable
             raise CheckpointError(
                 f"{path} passes its checks but Keras cannot load it ({str(error).splitlines()[0][:120]}); "
@@ -174,13 +190,19 @@ def _epoch_line(state: TrainingState, total: int, improved: bool) -> str:
 
 
 def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, checkpoint_dir: Path,
-          best_model_file: Path) -> TrainingState:
+          best_model_file: Path, strategy=None) -> TrainingState:
     """Stage [6/7]: train from the epoch after the checkpoint's to ``config.epochs``.
+
+    ``strategy``: the ``tf.distribute`` strategy the model was built under, or None;
+    ``config.batch_size`` is then the global batch, split among its replicas.
 
     Raises:
         Interrupted: on Ctrl-C / SIGTERM (after the last completed epoch is safely saved).
         CheckpointError: if a checkpoint cannot be written.
+        WorkerLost: another worker of a multi-worker job stopped.
     """
+    from distribution import WorkerLost, is_multi_worker, lost_worker_errors, lost_worker_reason, replicas
+
     import keras
 
     model, state, store = prepared.model, prepared.state, prepared.store
@@ -198,7 +220,10 @@ def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, chec
     log.info("Starting from epoch: %d/%d", state.epoch + 1, total)
 
     runner = EpochRunner(data.inputs("train"), data.labels("train"), data.inputs("val"), data.labels("val"),
-                         config.batch_size, seed)
+                         config.batch_size, seed, replicas(strategy))
+    if replicas(strategy) > 1:
+        log.info("Distributed over %d replicas: global batch %d, %d steps per epoch", replicas(strategy),
+                 config.batch_size, runner.steps_per_epoch)
     # The runner's tensors share their buffers with (aligned copies of) these arrays; pointing
     # the data at them drops the other copy (0.34 GB for training at the seed's scale). The
     # input pipeline holds one more: tf.data copies captured tensors under op determinism.
@@ -230,10 +255,18 @@ def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, chec
         interactive = sys.stdout.isatty()
         # Keras' progress bar, placed so it finishes its line before the epoch's log line.
         progress = [keras.callbacks.ProgbarLogger()] if interactive else []
+        lost = lost_worker_errors() if is_multi_worker(strategy) else ()
         try:
             runner.fit(model, state.epoch, total, [guard.callback(), checkpoint, *progress, RunLog()],
                        verbose=1 if interactive else 0)
             guard.check()  # a signal after the last batch
+        except lost as error:
+            saved = f"epochs 1-{state.epoch} are saved" if state.epoch else "no epoch was completed"
+            raise WorkerLost(
+                f"another worker of the job stopped during epoch {state.epoch + 1} "
+                f"({lost_worker_reason(error)}); {saved} by the chief in "
+                f"its checkpoint folder. Rerun the same command on every machine to resume from epoch "
+                f"{state.epoch + 1}") from None
         except (Interrupted, KeyboardInterrupt) as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             saved = {0: "No epoch was completed yet", 1: "Epoch 1 is saved"}.get(
@@ -250,4 +283,8 @@ def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, chec
     log.info("Training finished: %d epochs; best val_auc %.4f at epoch %d, saved as %s",
              state.epoch, state.best_value if state.best_value is not None else float("nan"),
              state.best_epoch, best_model_file)
+    if strategy is not None:
+        # Every replica must end with the same weights; this line lets each worker's log show it.
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights()))
+        log.info("Final weights SHA-256 %s", digest.hexdigest()[:16])
     return state

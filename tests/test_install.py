@@ -82,7 +82,7 @@ def dry_run(platform: str, python: str, workdir: Path) -> subprocess.CompletedPr
 def resolutions(tmp_path_factory) -> dict:
     """Every target's dry run, run side by side (each spends most of its time waiting on the index)."""
     workdir = tmp_path_factory.mktemp("install")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
         futures = {target: pool.submit(dry_run, *target, workdir) for target in TARGETS}
         results = {target: future.result() for target, future in futures.items()}
     if all(UNREACHABLE.search(r.stderr) and r.returncode for r in results.values()):

@@ -108,3 +108,18 @@ def test_stored_npz_reads_what_np_load_reads_into_aligned_buffers(tmp_path):
     np.savez(tmp_path / "objects.npz", o=np.array([{"a": 1}], dtype=object))
     with StoredNpz(tmp_path / "objects.npz") as archive, pytest.raises(ValueError, match="object"):
         archive["o"]
+
+
+def test_cache_write_checks_the_disk_first_and_names_the_folder(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from data_cache import CacheSpaceError, check_room_for_cache
+
+    check_room_for_cache(tmp_path / "cache" / "training_data.npz", 10**6)  # room: nothing happens
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 60 * 10**6))
+    with pytest.raises(CacheSpaceError, match=r"only 60 MB free in .*cache; the preprocessed data cache "
+                                              r"training_data.npz needs 20 MB"):
+        check_room_for_cache(tmp_path / "cache" / "training_data.npz", 20 * 10**6)
+    assert list((tmp_path / "cache").iterdir()) == []
