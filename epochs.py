@@ -149,6 +149,8 @@ class EpochRunner:
                 reset_random_state(self.model, seed, epoch)
 
         first = [ResetRandomState()]
+        if getattr(model.optimizer, "use_ema", False):
+            first.append(keras.callbacks.SwapEMAWeights())  # validate the averaged weights
         if self.replicas > 1:
             from distribution import global_validation_metrics_callback
 

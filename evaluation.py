@@ -80,10 +80,15 @@ def load_model_file(path: Path):
     import keras
 
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many kinds; any of them means the file is unusable
         raise NoModelError(f"{path}: cannot be loaded as a Keras model ({str(error).splitlines()[0][:120]}); "
                            f"retrain with python3 hybrid_training.py, or restore it from a backup") from None
+    if getattr(model.optimizer, "use_ema", False):
+        # The saved file holds the training weights and, in the optimizer, their moving average,
+        # which is what validation measured and chose: predict with the average.
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    return model
 
 
 def _scores(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -92,16 +97,19 @@ def _scores(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     return predict_scores(model, inputs, batch_size)
 
 
-def evaluate(settings, data, state) -> dict:
-    """Score the best model on the test split; write results/metrics.json and the plots."""
+def evaluate(paths, data, state, batch_size: int, preprocessing, seed: int, completeness_rows: int) -> dict:
+    """Score the best model on the test split; write results/metrics.json and the plots.
+
+    ``paths``: the run's folders; ``preprocessing``, ``seed`` and ``completeness_rows`` serve the
+    completeness study on fresh built-in curves (run only for a model trained on built-in data).
+    """
     import plots
 
     from checkpoint_callback import CheckpointStore
 
-    paths = settings.paths
     # A best model lost or damaged since it was saved is restored from the checkpoint set.
     model = load_model_file(CheckpointStore(paths.checkpoint_dir).recover_best_model(state, paths.best_model_file))
-    batch = max(256, settings.training.batch_size)
+    batch = max(256, batch_size)
     threshold = choose_threshold(data.labels("val"), _scores(model, data.inputs("val"), batch))
     atomic_io.write_json(paths.threshold_file,
                          {"threshold": threshold, "chosen_on": "validation split, maximum F1",
@@ -129,11 +137,11 @@ def evaluate(settings, data, state) -> dict:
                                                       threshold, names, p, CADENCE_DAYS),
     }, paths.results_dir)
     log.info("Plots written: %s", ", ".join(str(p) for p in written))
-    if settings.synthetic.completeness_rows and is_built_in(paths.data_dir, data.files):
+    if completeness_rows and is_built_in(paths.data_dir, data.files):
         import completeness
 
-        completeness.evaluate_built_in(model, settings.preprocessing, threshold, settings.seed,
-                                       settings.synthetic.completeness_rows, paths.completeness_file)
+        completeness.evaluate_built_in(model, preprocessing, threshold, seed, completeness_rows,
+                                       paths.completeness_file)
     return report
 
 

@@ -29,7 +29,9 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif not prefix and key in DIGESTS:
             changes.append(DIGESTS[key])
         else:
-            changes.append(f"{prefix}{key} {before} -> {after}")
+            # A key absent on one side is a setting that version did not have (its old behaviour).
+            changes.append(f"{prefix}{key} {'(not set)' if key not in old else before} -> "
+                           f"{'(not set)' if key not in new else after}")
     return changes
 
 

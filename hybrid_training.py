@@ -182,7 +182,8 @@ def run(settings, task, writes) -> None:
         return
     import evaluation
 
-    evaluation.evaluate(settings, data, state)
+    evaluation.evaluate(paths, data, state, settings.training.batch_size, settings.preprocessing, settings.seed,
+                        settings.synthetic.completeness_rows)
 
 
 def main(argv: list[str] | None = None) -> int:

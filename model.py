@@ -20,6 +20,13 @@ false-positive rate on diluted eclipsing binaries; measured before the injected 
 ``convs_per_stage`` > 1 with ``batch_norm`` (a deeper front end, 2.3 times as long per epoch on
 2 cores).
 
+Weight averaging (``ema_momentum``, default 0.999: about the last 1000 steps, two epochs of the
+default run): Adam keeps an exponential moving average of the weights (Polyak averaging, Keras'
+``use_ema``); validation measures the averaged weights (``keras.callbacks.SwapEMAWeights``), and
+the saved files hold both, so training resumes exactly and ``evaluation.load_model_file``
+predicts with the average. Measured side by side with it off (README, "Measured"): a smooth
+validation curve instead of jumps of 0.1 from epoch to epoch, and better scores on unseen curves.
+
 Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``), PR AUC
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop
 (per-sample class weights), not here.
@@ -50,6 +57,7 @@ class ModelConfig:
     dense_units: int = 64
     dropout: float = 0.3
     learning_rate: float = 1e-3
+    ema_momentum: float = 0.999   # weights averaged (Polyak, the optimizer's EMA) for validation and the saved model; 0: off
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
@@ -63,6 +71,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.learning_rate < 1.0:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
 
 
 def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
@@ -101,7 +111,8 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     outputs = keras.layers.Dense(1, activation="sigmoid", name="planet_probability")(x)
     model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, use_ema=config.ema_momentum > 0,
+                                        ema_momentum=config.ema_momentum or 0.99),
         loss="binary_crossentropy",
         metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),

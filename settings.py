@@ -25,7 +25,7 @@ from synthetic_data import SyntheticConfig
 from training import TrainingConfig
 
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 
 EXAMPLES = """\
 examples:

@@ -72,9 +72,13 @@ def training_fingerprint(model_config, training_config: TrainingConfig, seed: in
     data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     training = dataclasses.asdict(training_config)
     training.pop("epochs")
+    model = dataclasses.asdict(model_config)
+    if not model["ema_momentum"]:
+        # Weight averaging came in 1.3; off, the model trains as before, so a 1.2 checkpoint
+        # resumes with {"model": {"ema_momentum": 0}}.
+        model.pop("ema_momentum")
     # Through JSON, as the checkpoint stores it: tuples compare as the lists they come back as.
-    return json.loads(json.dumps({"model": dataclasses.asdict(model_config), "training": training, "seed": seed,
-                                  "data": data_digest}))
+    return json.loads(json.dumps({"model": model, "training": training, "seed": seed, "data": data_digest}))
 
 
 def check_checkpoint(checkpoint_dir: Path, fingerprint: dict, fresh: bool) -> None:

@@ -82,10 +82,9 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
 
 def score(run: Path, args) -> dict:
     """Completeness reports of the network, BLS and the oracle on the unseen set."""
-    import keras
-
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
                               fresh_built_in_set, threshold_at_false_positive_rate)
+    from evaluation import load_model_file
     from synthetic_data import SyntheticConfig
     from model import predict_scores
     from memory import available_cores
@@ -98,7 +97,7 @@ def score(run: Path, args) -> dict:
     # The survey-like host fraction of the default built-in data set.
     truth, inputs = fresh_built_in_set(args.test_rows, args.test_seed, SyntheticConfig().positive_fraction, config)
     host = truth.label == 2
-    model = keras.models.load_model(paths.best_model_file, safe_mode=True)
+    model = load_model_file(paths.best_model_file)  # with weight averaging, the averaged weights
     scores = {"network": predict_scores(model, inputs)}
     scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}

@@ -57,7 +57,7 @@ def trained(reference, tmp_path_factory):
 
 
 def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
-    import keras
+    from evaluation import load_model_file
 
     workdir, _, _, second = trained
     report = json.loads((workdir / "results" / "metrics.json").read_text())
@@ -65,8 +65,9 @@ def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
     assert report["test"]["threshold"] == threshold
     assert report["threshold_chosen_on"] == "validation split, maximum F1"
     assert 1 <= report["best_epoch"] <= 6 and report["settings_fingerprint"]["seed"] == 42
-    # Recompute from the cache and the best model: the threshold is validation's, the metrics test's.
-    model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
+    # Recompute from the cache and the best model (its averaged weights, as the trainer predicts
+    # with them): the threshold is validation's, the metrics test's.
+    model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
     with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
         val = model.predict(cache["X_val"], verbose=0)[:, 0]
         test = model.predict(cache["X_test"], verbose=0)[:, 0]
@@ -97,7 +98,7 @@ def test_a_run_on_built_in_data_measures_completeness_on_fresh_curves(trained):
 
 
 def test_predict_round_trip_matches_the_model_on_cached_rows(trained):
-    import keras
+    from evaluation import load_model_file
 
     workdir, config, _, _ = trained
     result = run_trainer(workdir, "--config", str(config), "--predict", str(workdir / "data"))
@@ -109,7 +110,7 @@ def test_predict_round_trip_matches_the_model_on_cached_rows(trained):
                                                   "probability", "predicted_host", "true_host"]
     assert rows[0]["star"] == f"{rows[0]['file']}:{rows[0]['line']}" and rows[0]["windows"] == "1"
     by_line = {int(r["line"]): float(r["probability"]) for r in rows}
-    model = keras.models.load_model(workdir / "models" / "exoplanet_cnn_lstm.keras", safe_mode=True)
+    model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
     with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
         expected = model.predict(cache["X_test"], verbose=0)[:, 0]
         got = np.array([by_line[int(line)] for line in cache["line_test"]])

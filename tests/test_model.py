@@ -42,3 +42,27 @@ def test_settings_that_cannot_build_are_refused_with_the_value():
         ModelConfig(convs_per_stage=0)
     with pytest.raises(ValueError, match="leave nothing of 60 cadences"):
         build_model(ModelConfig(), sequence_length=60)  # 60 -> 15 -> 3 -> 0
+
+
+def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
+    import keras
+    import numpy as np
+
+    from evaluation import load_model_file
+
+    model = build_model(ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, ema_momentum=0.9), 32)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 32, 1)).astype("float32"), rng.integers(0, 2, (64, 1)).astype("float32")
+    # Saved at the end of the epoch, as the checkpoint callback saves: training weights, averages in the optimizer.
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: model.save(tmp_path / "m.keras"))])
+    raw = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    used = load_model_file(tmp_path / "m.keras")
+    averages = raw.optimizer._model_variables_moving_average
+    assert len(averages) == len(used.trainable_variables) > 4
+    for variable, average, trained in zip(used.trainable_variables, averages, raw.trainable_variables):
+        np.testing.assert_array_equal(variable.numpy(), average.numpy())   # predicts with the averages
+        assert not np.array_equal(trained.numpy(), average.numpy())         # which are not the trained weights
+    assert ModelConfig().ema_momentum == 0.999
+    with pytest.raises(ValueError, match="ema_momentum must be in"):
+        ModelConfig(ema_momentum=1.0)
