@@ -19,6 +19,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the install resolutions (a minute of waiting on the package index) before any test runs."""
+    if any(item.nodeid.split("::")[0].endswith("test_install.py") and "test_requirements_resolve" in item.nodeid
+           for item in items):
+        import atexit
+        import tempfile
+
+        import test_install
+
+        workdir = Path(tempfile.mkdtemp(prefix="pytest-install-"))
+        atexit.register(shutil.rmtree, workdir, True)
+        test_install.start_resolutions(workdir)
+
 # A run small enough for seconds: short curves, a tiny network, no early stopping. The built-in
 # curves (3197 values) are read as if 1.17 minutes apart, so that 25 values average into each
 # 29.4-minute grid point and a curve makes one window of 128 points instead of 25 windows.

@@ -78,13 +78,24 @@ def dry_run(platform: str, python: str, workdir: Path) -> subprocess.CompletedPr
         capture_output=True, text=True, timeout=600)
 
 
+_STARTED: dict = {}
+
+
+def start_resolutions(workdir: Path) -> None:
+    """Start every target's dry run in the background, side by side (each spends most of its
+    time, about a minute, waiting on the index); conftest starts them as soon as the session has
+    collected a test that needs them, so they overlap the tests that run before."""
+    if not _STARTED:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(TARGETS))
+        _STARTED.update({target: pool.submit(dry_run, *target, workdir) for target in TARGETS})
+        pool.shutdown(wait=False)
+
+
 @pytest.fixture(scope="module")
 def resolutions(tmp_path_factory) -> dict:
-    """Every target's dry run, run side by side (each spends most of its time waiting on the index)."""
-    workdir = tmp_path_factory.mktemp("install")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
-        futures = {target: pool.submit(dry_run, *target, workdir) for target in TARGETS}
-        results = {target: future.result() for target, future in futures.items()}
+    """Every target's dry run (started by conftest, or here if it was not)."""
+    start_resolutions(tmp_path_factory.mktemp("install"))
+    results = {target: future.result() for target, future in _STARTED.items()}
     if all(UNREACHABLE.search(r.stderr) and r.returncode for r in results.values()):
         pytest.skip("the package index is unreachable from this machine; CI checks the install resolution")
     return results
