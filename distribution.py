@@ -15,8 +15,9 @@ model, results and the log; every other worker writes into a temporary folder th
 (``worker_folder``), as Keras' ``BackupAndRestore`` does.
 
 Keras 3 (3.15) does not run ``model.fit`` under ``MultiWorkerMirroredStrategy`` as shipped
-(keras-team/keras#20585): the first batch is reduced with ``axis=0`` across workers to build the
-model, and so are the scalar logs of every step, which fails for scalars. ``_patch_keras``
+(keras-team/keras#20585): to build the model it reduces the whole first batch across workers
+(which fails on a structure of per-replica values), and it reduces the scalar logs of every
+step along ``axis=0`` (which fails for scalars). ``_patch_keras``
 replaces those two reductions with the ones TensorFlow documents for multi-worker values (a
 local replica's batch to build from; ``strategy.reduce("MEAN", value, axis=None)`` for the
 logs). ``GlobalValidationMetrics`` then reads the validation metrics' accumulators across all

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import distribution
 from augmentation import SplitConfig
 from errors import TrainerError
 from model import ModelConfig
@@ -37,7 +38,7 @@ examples:
   python3 hybrid_training.py --predict new.csv more/   score CSV files and folders with the best model
   python3 hybrid_training.py --data-dir kepler_fits/ --labels labels.csv   train on FITS files with a labels table
   python3 hybrid_training.py --predict tess_sector/ --labels labels.csv   score survey files, with metrics
-  TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]}, "task": {"type": "worker", "index": 0}}' \
+  TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]}, "task": {"type": "worker", "index": 0}}' \\
     python3 hybrid_training.py --distribute multi-worker   on machine a (index 1 on b), folders shared
 
 precedence: a flag given on the command line beats --config, which beats the default.
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="minutes between the values of a Kaggle-layout row (default: "
                              f"{defaults.preprocessing.row_cadence_minutes:g}, Kepler long cadence; 2 for TESS "
                              "2-minute rows)")
-    parser.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"), default=defaults.distribute,
+    parser.add_argument("--distribute", choices=distribution.CHOICES, default=defaults.distribute,
                         help="train with tf.distribute: 'mirrored' on every GPU of this machine, 'multi-worker' on "
                              "the machines of TF_CONFIG, each running this same command; --batch-size is then the "
                              "global batch (default: %(default)s; see README, 'Scaling out')")
