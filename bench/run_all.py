@@ -29,6 +29,7 @@ QUICK = {
     "preprocess_speed": ["--rows", "1000"],
     "fits_reading": ["--files", "200", "--repeats", "2"],
     "transit_model": ["--rows", "200", "--repeats", "2"],
+    "distributed_overhead": ["--rows", "500", "--epochs", "3", "--repeats", "1"],
 }
 
 
@@ -118,6 +119,13 @@ def table(results: dict) -> list[str]:
                     f"curves/s, same bits: {r['identical_bits']} | every cadence: "
                     f"{r['curves_per_second']['every cadence']:.0f} curves/s ({r['speed_ratio']:.2f}x faster) | - | - | "
                     f"{r['rows']} planets |")
+    if "distributed_overhead" in results:
+        r = results["distributed_overhead"]
+        speed = r["samples_per_second"]
+        rows.append(f"| Distributed overhead ({command('distributed_overhead')}) | 2 workers on one machine: "
+                    f"{speed['2 workers']:.0f} samples/s | 1 worker {speed['1 worker']:.0f} samples/s "
+                    f"({r['two_workers_over_one']:.2f}x); plain {speed['plain']:.0f} samples/s | - | - | "
+                    f"{r['rows']} curves, {r['epochs']} epochs |")
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
     for described in sorted(machines):
         rows.append("")

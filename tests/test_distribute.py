@@ -17,10 +17,14 @@ import time
 import numpy as np
 import pytest
 
-from conftest import (EPOCHS, TINY_CONFIG, assert_same_run, checkpoint_arrays, make_workdir, run_trainer,
+from conftest import (TINY_CONFIG, assert_same_run, checkpoint_arrays, make_workdir, run_trainer,
                       trainer_command, trainer_env)
 from distribution import DistributionError, task_from_environment
 from epochs import batch_bounds
+
+
+# Epochs of each two-worker job: the kill comes once the chief has saved epoch 2.
+JOB_EPOCHS = 4
 
 
 def tf_config(ports, index):
@@ -104,7 +108,7 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
 
     # An uninterrupted two-worker job.
     reference = runs["reference"]
-    codes = finish(start_job(reference, free_ports(2), scratch, EPOCHS))
+    codes = finish(start_job(reference, free_ports(2), scratch, JOB_EPOCHS))
     assert codes == [0, 0], output(reference, 0)[-3000:] + output(reference, 1)[-3000:]
     digests = [final_digest(output(reference, i)) for i in range(2)]
     assert digests[0] == digests[1]                      # both workers end with the same weights
@@ -112,7 +116,7 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
 
     # The same job, worker 1 killed once the chief has saved epoch 2.
     killed = runs["killed"]
-    processes = start_job(killed, free_ports(2), scratch, EPOCHS)
+    processes = start_job(killed, free_ports(2), scratch, JOB_EPOCHS)
     progress = killed / "checkpoints" / "last_epoch.txt"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (progress.exists() and int(progress.read_text() or 0) >= 2):
@@ -127,10 +131,10 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
     assert chief_code == 3, output(killed, 0)[-3000:]
     assert f"another worker of the job stopped during epoch {saved + 1}" in output(killed, 0)
     assert f"Rerun the same command on every machine to resume from epoch {saved + 1}" in output(killed, 0)
-    assert saved < EPOCHS and waited < 120
+    assert saved < JOB_EPOCHS and waited < 120
 
     # Rerun both: every worker resumes from the chief's checkpoint at the same epoch.
-    codes = finish(start_job(killed, free_ports(2), scratch, EPOCHS))
+    codes = finish(start_job(killed, free_ports(2), scratch, JOB_EPOCHS))
     assert codes == [0, 0], output(killed, 0)[-3000:] + output(killed, 1)[-3000:]
     for index in range(2):
         assert f"Resuming from epoch {saved + 1}..." in output(killed, index)
