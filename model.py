@@ -25,7 +25,8 @@ default run): Adam keeps an exponential moving average of the weights (Polyak av
 ``use_ema``); validation measures the averaged weights (``keras.callbacks.SwapEMAWeights``), and
 the saved files hold both, so training resumes exactly and ``evaluation.load_model_file``
 predicts with the average. Measured side by side with it off (README, "Measured"): a smooth
-validation curve instead of jumps of 0.1 from epoch to epoch, and better scores on unseen curves.
+validation curve (epoch-to-epoch changes of at most 0.009 instead of 0.05 in the default run)
+and, on unseen curves, better scores for one training seed and about the same for another.
 
 Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``), PR AUC
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop
