@@ -172,6 +172,16 @@ def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
         yield
 
 
+def abandoned(folder: Path) -> bool:
+    """True if no process holds ``folder``'s ``exclusive_folder`` lock (whoever held it is gone);
+    False while one does, or if the folder does not exist."""
+    try:
+        with open(Path(folder) / ".lock", "a+") as handle:
+            return _try_lock(handle)
+    except OSError:
+        return False
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete temporary files that a killed process left behind in ``folder``."""
     removed = []

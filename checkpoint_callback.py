@@ -496,14 +496,21 @@ def make_checkpoint_callback(store: CheckpointStore, state: TrainingState, best_
 DISK_HEADROOM_BYTES = 50 * 1024 * 1024
 
 
+def free_space_if_short(folder: Path, needed: int) -> int | None:
+    """The free bytes of ``folder``'s disk (created if missing) when ``needed`` bytes and the
+    headroom do not fit there; None when they do."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    return free if free < needed + DISK_HEADROOM_BYTES else None
+
+
 def check_disk_space(folder: Path, model) -> None:
     """Stop before training if a checkpoint set (two model files and a temporary) won't fit."""
-    folder.mkdir(parents=True, exist_ok=True)
     # Five model files (current, previous, temporary, best in the set and in models/), each the
     # weights plus Adam's two moments in float32, plus the zip and config overhead.
     set_size = 5 * (3 * 4 * model.count_params() + 200 * 1024)
-    free = shutil.disk_usage(folder).free
-    if free < set_size + DISK_HEADROOM_BYTES:
+    free = free_space_if_short(folder, set_size)
+    if free is not None:
         raise CheckpointError(f"only {free / 1e6:.0f} MB free in {folder}; checkpoints need about "
                               f"{(set_size + DISK_HEADROOM_BYTES) / 1e6:.0f} MB: free some space and rerun")
 

@@ -237,13 +237,10 @@ def check_room_for_cache(path: Path, size: int) -> None:
     Raises:
         CacheSpaceError: naming the folder, what is free and what is needed.
     """
-    import shutil
+    from checkpoint_callback import DISK_HEADROOM_BYTES, free_space_if_short
 
-    from checkpoint_callback import DISK_HEADROOM_BYTES
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(path.parent).free
-    if free < size + DISK_HEADROOM_BYTES:
+    free = free_space_if_short(path.parent, size)
+    if free is not None:
         raise CacheSpaceError(f"only {free / 1e6:.0f} MB free in {path.parent}; the preprocessed data cache "
                               f"{path.name} needs {size / 1e6:.0f} MB and the checkpoints about "
                               f"{DISK_HEADROOM_BYTES / 1e6:.0f} MB more: free some space, or give --checkpoint-dir "

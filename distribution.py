@@ -156,14 +156,7 @@ def worker_folder(task: Task) -> Path | None:
     if task.is_chief:
         return None
     for stale in Path(tempfile.gettempdir()).glob(f"{WORKER_FOLDER_PREFIX}*"):
-        lock = stale / "checkpoints" / ".lock"
-        try:
-            with open(lock, "a+") as handle:
-                if not atomic_io._try_lock(handle):
-                    continue  # a running worker's
-        except OSError:
-            pass  # no lock yet: a folder its worker never used, or one being set up right now
-        else:
+        if atomic_io.abandoned(stale / "checkpoints"):  # not a running worker's, nor one being set up
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{WORKER_FOLDER_PREFIX}{task.index}_"))
 
@@ -243,15 +236,8 @@ def barrier(strategy) -> None:
     Raises:
         WorkerLost: a worker stopped before reaching it.
     """
-    if not is_multi_worker(strategy):
-        return
-    import tensorflow as tf
-
-    try:
-        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
-    except lost_worker_errors() as error:
-        raise WorkerLost(f"another worker of the job stopped before training ({lost_worker_reason(error)}); rerun the same "
-                         f"command on every machine") from None
+    if is_multi_worker(strategy):
+        _sum_over_replicas(strategy, [1.0])
 
 
 def lost_worker_reason(error) -> str:
@@ -264,19 +250,43 @@ def check_same_epoch(strategy, epoch: int) -> None:
 
     Raises:
         DistributionError: the workers restored different epochs.
+        WorkerLost: a worker stopped before reaching it.
     """
     if not is_multi_worker(strategy):
         return
+    total = _sum_over_replicas(strategy, [float(epoch), float(epoch) ** 2])
+    count = replicas(strategy)
+    if abs(total[0] - count * epoch) > 0.5 or abs(total[1] - count * epoch**2) > 0.5:
+        raise DistributionError(f"the workers restored different checkpoints (this one: epoch {epoch}, the mean: "
+                                f"{total[0] / count:g}); every worker must read the chief's checkpoint "
+                                f"folder: share it, or give each the same --checkpoint-dir path")
+
+
+def _sum_over_replicas(strategy, values: list[float]) -> list[float]:
+    """``values`` summed over every replica of every worker: a collective, so also a barrier.
+
+    Raises:
+        WorkerLost: a worker stopped before reaching it.
+    """
     import tensorflow as tf
 
     try:
-        total = strategy.reduce("SUM", strategy.run(lambda: tf.constant([float(epoch), float(epoch) ** 2])),
-                                axis=None)
+        total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(values)), axis=None)
     except lost_worker_errors() as error:
-        raise WorkerLost(f"another worker of the job stopped before training ({lost_worker_reason(error)}); rerun the same "
-                         f"command on every machine") from None
-    count = replicas(strategy)
-    if abs(float(total[0]) - count * epoch) > 0.5 or abs(float(total[1]) - count * epoch**2) > 0.5:
-        raise DistributionError(f"the workers restored different checkpoints (this one: epoch {epoch}, the mean: "
-                                f"{float(total[0]) / count:g}); every worker must read the chief's checkpoint "
-                                f"folder: share it, or give each the same --checkpoint-dir path")
+        raise WorkerLost(f"another worker of the job stopped before training ({lost_worker_reason(error)}); rerun "
+                         f"the same command on every machine") from None
+    return [float(value) for value in total]
+
+
+def localhost_tf_configs(workers: int) -> list[str]:
+    """One TF_CONFIG per worker of a job on this machine, on free ports (tests, benchmarks, a first try)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    hosts = [f"localhost:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+            for index in range(workers)]

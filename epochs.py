@@ -87,7 +87,6 @@ class EpochRunner:
         self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
         self.val_tensor, self.val_inputs = shared_tensor(x_val)
         self.val_targets = tf.constant(y_val.astype(np.float32)[:, None])
-        self.val_rows = len(y_val)
         # Fixed parallelism, no autotuning: the autotuner's thread sleeps for intervals that
         # grow to a minute, and tearing a pipeline down waits for it to wake (measured: 2 to
         # 39 s after early stopping, 0.7 s per epoch when each epoch had its own pipeline).
@@ -124,16 +123,11 @@ class EpochRunner:
         # so its last, short batch never mixes with the next epoch's rows. The parallel
         # gathers keep their order (tf.data is deterministic by default).
         orders = np.stack([epoch_order(self.seed, epoch, self.rows) for epoch in range(first_epoch, last_epoch)])
-        if len(self.train_bounds) - 1 == -(-self.rows // self.batch_size):
-            batched = (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
-                       .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)))
-        else:  # a last batch joined to the one before
-            bounds = tf.constant(self.train_bounds)
-            batched = (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
-                       .flat_map(lambda order: tf.data.Dataset.range(len(self.train_bounds) - 1).map(
-                           lambda step: order[bounds[step]:bounds[step + 1]])))
-        return (batched.map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2)
-                .with_options(self.options))
+        bounds = tf.constant(self.train_bounds)
+        return (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
+                .flat_map(lambda order: tf.data.Dataset.range(self.steps_per_epoch).map(
+                    lambda step: order[bounds[step]:bounds[step + 1]]))
+                .map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2).with_options(self.options))
 
     def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):
         """Train epochs ``first_epoch + 1`` to ``last_epoch`` (counted from 1), validating after each.

@@ -100,12 +100,13 @@ def run(settings, task, writes) -> None:
     paths = settings.paths
     started = time.perf_counter()
     strategy = None
-    if not task.is_chief:
-        # Joining waits for every worker; the chief joins after stage 4, so its data and cache are complete.
-        log.info("Joining the multi-worker job as %s (TF_CONFIG); the chief writes every shared file", task.describe())
+    if not task.is_chief or task.kind == "mirrored":
+        # A worker joins first: joining waits for every worker, and the chief joins after stage 4,
+        # so its data and cache are complete. Mirrored: no GPU is said before the data stages.
+        if not task.is_chief:
+            log.info("Joining the multi-worker job as %s (TF_CONFIG); the chief writes every shared file",
+                     task.describe())
         strategy = distribution.make_strategy(task)
-    elif task.kind == "mirrored":
-        strategy = distribution.make_strategy(task)  # now: no GPU is said before the data stages, not after
 
     announce(1, "Discovering datasets")
     files = find_datasets(paths.data_dir, data_cache.known_row_counts(paths.cache_file), settings.labels)
@@ -153,19 +154,12 @@ def run(settings, task, writes) -> None:
     log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")
-    if task.is_chief:
-        if strategy is None:
-            strategy = distribution.make_strategy(task)  # TensorFlow loads here; multi-worker: waits for the workers
-        prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, paths,
-                                          settings.fresh, strategy=strategy,
-                                          synchronise=lambda: distribution.barrier(strategy))
-    else:
-        # The chief's checkpoint, read once the chief has restored it; this worker saves into its temporary folder.
-        prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, writes,
-                                          settings.fresh, strategy=strategy, read_only=True,
-                                          store=None if settings.fresh else CheckpointStore(paths.checkpoint_dir),
-                                          synchronise=lambda: distribution.barrier(strategy))
-        prepared.store = CheckpointStore(writes.checkpoint_dir)
+    if strategy is None:
+        strategy = distribution.make_strategy(task)  # TensorFlow loads here; multi-worker: waits for the workers
+    # The other workers restore the chief's checkpoint, once the chief has, and save into their temporary folder.
+    prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, writes, settings.fresh,
+                                      strategy=strategy, synchronise=lambda: distribution.barrier(strategy),
+                                      restore_from=None if task.is_chief else CheckpointStore(paths.checkpoint_dir))
     distribution.check_same_epoch(strategy, prepared.state.epoch)
     # Written once the checkpoint is accepted, so a refused run leaves every file as it was.
     atomic_io.write_json(writes.preprocessor_file, {"preprocessing": settings.preprocessing.to_json()})

@@ -42,6 +42,7 @@ without it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,19 @@ class ModelConfig:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
+
+    def fingerprint(self) -> dict:
+        """The settings a checkpoint records (``training.training_fingerprint``).
+
+        A setting added since 1.2 is left out at the value that trains as 1.2 did, so a 1.2
+        checkpoint resumes with it set so (``{"model": {"ema_momentum": 0}}``).
+        """
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if _ADDED_IN_1_3.get(key, object()) != value}
+
+
+# Settings added in 1.3, with the value that leaves training as it was before them.
+_ADDED_IN_1_3 = {"ema_momentum": 0.0}
 
 
 def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
@@ -113,7 +127,7 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, use_ema=config.ema_momentum > 0,
-                                        ema_momentum=config.ema_momentum or 0.99),
+                                        ema_momentum=config.ema_momentum),
         loss="binary_crossentropy",
         metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),

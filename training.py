@@ -72,13 +72,9 @@ def training_fingerprint(model_config, training_config: TrainingConfig, seed: in
     data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     training = dataclasses.asdict(training_config)
     training.pop("epochs")
-    model = dataclasses.asdict(model_config)
-    if not model["ema_momentum"]:
-        # Weight averaging came in 1.3; off, the model trains as before, so a 1.2 checkpoint
-        # resumes with {"model": {"ema_momentum": 0}}.
-        model.pop("ema_momentum")
     # Through JSON, as the checkpoint stores it: tuples compare as the lists they come back as.
-    return json.loads(json.dumps({"model": model, "training": training, "seed": seed, "data": data_digest}))
+    return json.loads(json.dumps({"model": model_config.fingerprint(), "training": training, "seed": seed,
+                                  "data": data_digest}))
 
 
 def check_checkpoint(checkpoint_dir: Path, fingerprint: dict, fresh: bool) -> None:
@@ -102,17 +98,17 @@ class PreparedModel:
 
 
 def prepare_model(data, model_config, training_config: TrainingConfig, seed: int, paths, fresh: bool,
-                  store: CheckpointStore | None = None, strategy=None, read_only: bool = False,
-                  synchronise=None) -> PreparedModel:
+                  strategy=None, restore_from: CheckpointStore | None = None, synchronise=None) -> PreparedModel:
     """Stage [5/7]: restore the model from the checkpoint, or build a new one.
 
-    ``paths``: the checkpoint folder, the best model and the cache file are used; ``fresh``
-    removes the checkpoint set and the best model first. ``store``: where to restore from
-    (default: ``paths.checkpoint_dir``), without changing anything there if ``read_only``.
+    ``paths``: the checkpoint folder (restored from and saved to), the best model and the cache
+    file are used; ``fresh`` removes the checkpoint set and the best model first.
     ``strategy``: a ``tf.distribute`` strategy whose scope holds the model's variables, or None.
+    ``restore_from``: another store to restore from, read only (a multi-worker job's other
+    workers read the chief's); saves still go to ``paths.checkpoint_dir``.
     ``synchronise``: called once between the checkpoint files and the model: after a writer's
-    restore (with its repairs), before a ``read_only`` reader looks at the files, so that in a
-    multi-worker job the workers read what the chief left.
+    restore (with its repairs), before a ``restore_from`` reader looks at the files, so that in a
+    multi-worker job the workers read what the chief left (nothing, after the chief's --fresh).
 
     Raises:
         CheckpointMismatch: the checkpoint was made with other model or training settings.
@@ -124,7 +120,7 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
     import keras
     import tensorflow as tf
 
-    store = store or CheckpointStore(paths.checkpoint_dir)
+    store = CheckpointStore(paths.checkpoint_dir)
     if fresh:
         removed = store.remove_all()
         if paths.best_model_file.exists() or paths.best_model_file.is_symlink():
@@ -136,11 +132,14 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     fingerprint = training_fingerprint(model_config, training_config, seed, data.fingerprint)
-    if read_only and synchronise:
-        synchronise()
-    restored = store.restore(fingerprint, read_only=read_only)
-    if not read_only and synchronise:
-        synchronise()
+    if restore_from is None:
+        restored = store.restore(fingerprint)
+        if synchronise:
+            synchronise()
+    else:
+        if synchronise:
+            synchronise()
+        restored = restore_from.restore(fingerprint, read_only=True)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     if restored is None:
         log.info("No checkpoint found - starting fresh training")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -31,16 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, machine, trainer_command, write_result
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from distribution import localhost_tf_configs
 
 
 def run(kind: str, data: Path, config: Path, epochs: int) -> float:
@@ -54,9 +44,7 @@ def run(kind: str, data: Path, config: Path, epochs: int) -> float:
             processes.append(subprocess.Popen(trainer_command(Path(folder), data, *args), env=env,
                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         else:
-            hosts = [f"localhost:{port}" for port in free_ports(workers)]
-            for index in range(workers):
-                tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+            for tf_config in localhost_tf_configs(workers):
                 processes.append(subprocess.Popen(
                     trainer_command(Path(folder), data, *args, "--distribute", "multi-worker"),
                     env=env | {"TF_CONFIG": tf_config}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -19,7 +18,7 @@ import pytest
 
 from conftest import (TINY_CONFIG, assert_same_run, checkpoint_arrays, make_workdir, run_trainer,
                       trainer_command, trainer_env)
-from distribution import DistributionError, task_from_environment
+from distribution import DistributionError, localhost_tf_configs, task_from_environment
 from epochs import batch_bounds
 
 
@@ -27,16 +26,12 @@ from epochs import batch_bounds
 JOB_EPOCHS = 4
 
 
-def tf_config(ports, index):
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-
-
 def test_task_from_environment_finds_the_chief_and_names_what_is_wrong():
     assert task_from_environment("none", {}).is_chief
     assert task_from_environment("mirrored", {}).kind == "mirrored"
-    first = task_from_environment("multi-worker", {"TF_CONFIG": tf_config([1, 2], 0)})
-    second = task_from_environment("multi-worker", {"TF_CONFIG": tf_config([1, 2], 1)})
+    configs = localhost_tf_configs(2)
+    first = task_from_environment("multi-worker", {"TF_CONFIG": configs[0]})
+    second = task_from_environment("multi-worker", {"TF_CONFIG": configs[1]})
     assert (first.is_chief, first.workers, first.index) == (True, 2, 0)
     assert (second.is_chief, second.workers, second.index) == (False, 2, 1)
     # With a chief task in the cluster, the chief writes and worker 0 does not.
@@ -44,7 +39,7 @@ def test_task_from_environment_finds_the_chief_and_names_what_is_wrong():
     task = task_from_environment("multi-worker", {"TF_CONFIG": json.dumps(with_chief)})
     assert (task.is_chief, task.workers, task.index) == (False, 2, 1)
     for environ, words in (({}, "needs TF_CONFIG"), ({"TF_CONFIG": "{"}, "not a cluster description"),
-                           ({"TF_CONFIG": tf_config([1, 2], 5)}, "task worker 5 is not in its cluster")):
+                           ({"TF_CONFIG": configs[0].replace('"index": 0', '"index": 5')}, "task worker 5 is not in its cluster")):
         with pytest.raises(DistributionError, match=words):
             task_from_environment("multi-worker", environ)
 
@@ -60,21 +55,11 @@ def test_batch_bounds_never_leave_a_replica_without_rows():
         assert bounds[0] == 0 and bounds[-1] == rows and (sizes >= min(3, rows)).all()
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def start_job(workdir, ports, scratch, epochs):
+def start_job(workdir, scratch, epochs):
     """Both workers of a two-worker job on ``workdir``'s folders; their temporary folders go under ``scratch``."""
     processes = []
-    for index in range(2):
-        env = trainer_env() | {"TF_CONFIG": tf_config(ports, index), "TMPDIR": str(scratch)}
+    for index, tf_config in enumerate(localhost_tf_configs(2)):
+        env = trainer_env() | {"TF_CONFIG": tf_config, "TMPDIR": str(scratch)}
         out = open(workdir / f"worker{index}.txt", "w")
         processes.append(subprocess.Popen(
             trainer_command(workdir, "--config", str(workdir / "tiny.json"), "--epochs", str(epochs),
@@ -108,7 +93,7 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
 
     # An uninterrupted two-worker job.
     reference = runs["reference"]
-    codes = finish(start_job(reference, free_ports(2), scratch, JOB_EPOCHS))
+    codes = finish(start_job(reference, scratch, JOB_EPOCHS))
     assert codes == [0, 0], output(reference, 0)[-3000:] + output(reference, 1)[-3000:]
     digests = [final_digest(output(reference, i)) for i in range(2)]
     assert digests[0] == digests[1]                      # both workers end with the same weights
@@ -116,7 +101,7 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
 
     # The same job, worker 1 killed once the chief has saved epoch 2.
     killed = runs["killed"]
-    processes = start_job(killed, free_ports(2), scratch, JOB_EPOCHS)
+    processes = start_job(killed, scratch, JOB_EPOCHS)
     progress = killed / "checkpoints" / "last_epoch.txt"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (progress.exists() and int(progress.read_text() or 0) >= 2):
@@ -134,7 +119,7 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
     assert saved < JOB_EPOCHS and waited < 120
 
     # Rerun both: every worker resumes from the chief's checkpoint at the same epoch.
-    codes = finish(start_job(killed, free_ports(2), scratch, JOB_EPOCHS))
+    codes = finish(start_job(killed, scratch, JOB_EPOCHS))
     assert codes == [0, 0], output(killed, 0)[-3000:] + output(killed, 1)[-3000:]
     for index in range(2):
         assert f"Resuming from epoch {saved + 1}..." in output(killed, index)
