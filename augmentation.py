@@ -25,6 +25,12 @@ the same eclipsing binaries, flares and pulsators the network must reject, teach
 ``injected_binary_fraction`` does the same for the commonest impostor: copies of training
 non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``, S/N from
 ``injected_binary_snr``), which stay non-hosts.
+
+Planned here, made in stage 4. ``plan_split`` decides the split and every copy from the labels
+alone (which curve each copy comes from, and its random numbers); ``data_cache.build`` then makes
+the copies a chunk at a time from the loaded curves on disk, preprocesses them and writes them to
+the cache, so no stage holds every curve. ``split_and_augment`` makes the same plan in memory, the
+same bits, for small data sets and tests.
 """
 
 from __future__ import annotations
@@ -125,6 +131,53 @@ def stratified_split(label: np.ndarray, config: SplitConfig, seed: int) -> dict[
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+class Copies:
+    """One kind of training copy, planned: which curve each copy is made from, its label, and
+    every random number drawn up front but the ones ``make`` draws as it goes.
+
+    ``make(flux)`` returns the copies of the next ``len(flux)`` rows of ``source``, given their raw
+    curves: it is called in order, from the first copy to the last, in chunks of any size that
+    are multiples of ``CHUNK_MULTIPLE`` (but the last), and the copies are the same bits whatever
+    the chunks. So a data set of any size is augmented a chunk at a time (``data_cache.build``),
+    and a small one at once (``SplitPlan.materialize``).
+    """
+
+    CHUNK_MULTIPLE = 256
+
+    def __init__(self, kind: str, source: np.ndarray, label: int, make: Callable[[np.ndarray, slice], np.ndarray]):
+        self.kind, self.source, self.label, self._make, self.done = kind, source, label, make, 0
+
+    def __len__(self) -> int:
+        return int(self.source.size)
+
+    def make(self, flux: np.ndarray) -> np.ndarray:
+        part = slice(self.done, self.done + len(flux))
+        if part.stop > len(self) or (part.stop < len(self) and len(flux) % self.CHUNK_MULTIPLE):
+            raise ValueError(f"{self.kind} copies are made in order, in chunks of a multiple of "
+                             f"{self.CHUNK_MULTIPLE} rows: got rows {part.start}-{part.stop} of {len(self)}")
+        self.done = part.stop
+        return self._make(flux, part)
+
+
+def plan_host_augmentation(source: np.ndarray, n: int, rng: np.random.Generator) -> Copies:
+    """Transformed copies (module docstring) of the host curves at ``source`` (one entry per copy)."""
+    shift = rng.integers(1, n, source.size)
+    reverse = rng.random(source.size) < 0.5
+    noisy = rng.random(source.size) < 0.5
+    noise_level = rng.uniform(0.2, 0.5, source.size)
+
+    def make(flux: np.ndarray, part: slice) -> np.ndarray:
+        columns = (np.arange(n)[None, :] - shift[part, None]) % n
+        columns = np.where(reverse[part, None], n - 1 - columns, columns)
+        copied = np.take_along_axis(flux, columns, axis=1).astype(np.float64)
+        # Drawn copy by copy in order: the same numbers as one draw for every copy at once.
+        copied += (noisy[part] * noise_level[part] * point_to_point_sigma(flux))[:, None] * \
+            rng.standard_normal((len(flux), n))
+        return copied.astype(flux.dtype)
+
+    return Copies("augmented host", source, 1, make)
+
+
 def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
     """``copies`` transformed copies of each row of ``flux`` (rows are planet hosts).
 
@@ -134,17 +187,8 @@ def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np
     rows, n = flux.shape
     if rows == 0 or copies == 0:
         return np.empty((0, n), dtype=flux.dtype)
-    source = np.repeat(np.arange(rows), copies)
-    shift = rng.integers(1, n, source.size)
-    reverse = rng.random(source.size) < 0.5
-    noisy = rng.random(source.size) < 0.5
-    noise_level = rng.uniform(0.2, 0.5, source.size)
-    scatter = point_to_point_sigma(flux)
-    columns = (np.arange(n)[None, :] - shift[:, None]) % n
-    columns = np.where(reverse[:, None], n - 1 - columns, columns)
-    copied = flux[source[:, None], columns].astype(np.float64)
-    copied += (noisy * noise_level * scatter[source])[:, None] * rng.standard_normal((source.size, n))
-    return copied.astype(flux.dtype)
+    plan = plan_host_augmentation(np.repeat(np.arange(rows), copies), n, rng)
+    return plan.make(flux[plan.source])
 
 
 def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], np.ndarray], centred: bool,
@@ -173,6 +217,29 @@ def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], 
     return out
 
 
+def plan_injected_planets(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
+                          cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> Copies:
+    """Copies of the curves at ``source`` with the transits of one synthetic planet added each
+    (``inject_planets``); host copies."""
+    rows = source.size
+    time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
+    period, epoch, depth, density = draw_planets(rng, time)
+    u1, u2, impact = draw_geometry(rng, rows)
+    snr = log_uniform(rng, *snr_range, rows)
+
+    def make(flux: np.ndarray, part: slice) -> np.ndarray:
+        def transits(rows: slice) -> np.ndarray:
+            # Measured: 1.5 ms a curve on one core.
+            at = slice(part.start + rows.start, min(part.start + rows.stop, part.stop))
+            loss, _ = transit_loss(time[at], period[at], epoch[at], depth[at], density[at], u1[at], u2[at], impact[at])
+            return -loss
+
+        # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it.
+        return _add_at_snr(flux, snr[part], transits, centred=False, chunk_rows=chunk_rows)
+
+    return Copies("injected planet", source, 1, make)
+
+
 def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
                    cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
     """A copy of each row of ``flux`` with the transits of one synthetic planet added.
@@ -197,19 +264,26 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
         [rows, cadences] array of ``flux``'s dtype.
     """
     rows, n = flux.shape
-    time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
-    period, epoch, depth, density = draw_planets(rng, time)
-    u1, u2, impact = draw_geometry(rng, rows)
+    return plan_injected_planets(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows).make(flux)
+
+
+def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
+                           cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> Copies:
+    """Copies of the curves at ``source`` with one synthetic eclipsing binary added each
+    (``inject_eclipsing_binaries``); non-host copies."""
+    rows = source.size
     snr = log_uniform(rng, *snr_range, rows)
+    time = np.arange(n) * cadence_days
 
-    def transits(part: slice) -> np.ndarray:
-        # Measured: 1.5 ms a curve on one core.
-        loss, _ = transit_loss(time[part], period[part], epoch[part], depth[part], density[part], u1[part],
-                               u2[part], impact[part])
-        return -loss
+    def make(flux: np.ndarray, part: slice) -> np.ndarray:
+        # Drawn block by block of ``chunk_rows``, in order, before the threads add them: the same
+        # binaries whatever the chunks and the threads (the plan's chunks are multiples of 256).
+        signals = {start: eclipsing_binary(rng, np.broadcast_to(time, (min(chunk_rows, len(flux) - start), n)).copy())[0]
+                   for start in range(0, len(flux), chunk_rows)}
+        # Centred: the out-of-eclipse light moves the signal's mean off zero.
+        return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], centred=True, chunk_rows=chunk_rows)
 
-    # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it.
-    return _add_at_snr(flux, snr, transits, centred=False, chunk_rows=chunk_rows)
+    return Copies("injected binary", source, 0, make)
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
@@ -224,14 +298,7 @@ def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], 
     show the network the difference on the same stars.
     """
     rows, n = flux.shape
-    time = np.broadcast_to(np.arange(n) * cadence_days, (rows, n))
-    snr = log_uniform(rng, *snr_range, rows)
-    # The binaries are drawn up front, chunk by chunk in order, so the result does not depend on
-    # the threads that add them.
-    signals = {start: eclipsing_binary(rng, np.ascontiguousarray(time[start:start + chunk_rows]))[0]
-               for start in range(0, rows, chunk_rows)}
-    # Centred: the out-of-eclipse light moves the signal's mean off zero.
-    return _add_at_snr(flux, snr, lambda part: signals[part.start], centred=True, chunk_rows=chunk_rows)
+    return plan_injected_binaries(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows).make(flux)
 
 
 def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int) -> dict[str, np.ndarray]:
@@ -248,34 +315,71 @@ def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfi
     return {name: np.flatnonzero(np.isin(position, rows)) for name, rows in by_star.items()}
 
 
-def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int,
-                      star: np.ndarray | None = None) -> dict[str, Split]:
-    """Stratified split of the stars (``split_by_star``), then copies in the training split only:
-    augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts), in that order."""
+@dataclass
+class SplitPlan:
+    """The split and the training copies, planned from the labels alone; no curve is read yet.
+
+    ``rows``: the loaded rows of each split's curves; ``copies``: the kinds of training copy, in
+    the order they follow the training curves. The training split is its curves, then the
+    augmented hosts, the injected planets and the injected binaries.
+    """
+
+    rows: dict[str, np.ndarray]
+    label: np.ndarray              # of every loaded row
+    copies: list[Copies]
+
+    def size(self, name: str) -> int:
+        return int(self.rows[name].size) + (sum(len(c) for c in self.copies) if name == "train" else 0)
+
+    def split(self, name: str) -> Split:
+        """The split without its curves (``flux`` None): labels, original rows, which are copies."""
+        rows = self.rows[name]
+        copies = self.copies if name == "train" else []
+        return Split(flux=None,
+                     label=np.concatenate([self.label[rows]] + [np.full(len(c), c.label, self.label.dtype)
+                                                                for c in copies]),
+                     index=np.concatenate([rows] + [c.source for c in copies]).astype(np.int64),
+                     augmented=np.concatenate([np.zeros(rows.size, bool)] + [np.ones(len(c), bool) for c in copies]))
+
+    def materialize(self, flux: np.ndarray) -> dict[str, Split]:
+        """Every split with its curves, in memory (small data sets and tests; ``data_cache.build``
+        streams instead). Makes the copies: call once."""
+        splits = {}
+        for name in SPLITS:
+            split = self.split(name)
+            parts = [flux[self.rows[name]]]
+            if name == "train":
+                parts += [c.make(flux[c.source]) for c in self.copies]
+            split.flux = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            splits[name] = split
+        return splits
+
+
+def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int, cadences: int) -> SplitPlan:
+    """Stratified split of the stars (``split_by_star``), then the copies of the training split
+    only: augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts).
+
+    ``cadences``: the curves' length. Every random number but those drawn curve by curve is
+    drawn here, each kind of copy from its own generator seeded by ``seed``.
+    """
     rows = split_by_star(label, star, config, seed)
-    splits = {name: Split(flux=flux[rows[name]], label=label[rows[name]], index=rows[name],
-                          augmented=np.zeros(rows[name].size, dtype=bool)) for name in SPLITS}
-    train = splits["train"]
-    host_rows = np.flatnonzero(train.label == 1)
-    copies = [augment_hosts(train.flux[host_rows], config.augment_copies, np.random.default_rng([seed, 3]))]
-    copy_sources = [np.repeat(host_rows, config.augment_copies)]
-    copy_labels = [np.ones(copies[0].shape[0], dtype=train.label.dtype)]
-    non_host_rows = np.flatnonzero(train.label == 0)
-    for fraction, snr_range, inject, copy_label, stream in (
-            (config.injected_fraction, config.injected_snr, inject_planets, 1, 6),
-            (config.injected_binary_fraction, config.injected_binary_snr, inject_eclipsing_binaries, 0, 7)):
-        count = int(round(fraction * non_host_rows.size))
+    train = rows["train"]
+    hosts = train[label[train] == 1]
+    copies = [plan_host_augmentation(np.repeat(hosts, config.augment_copies), cadences,
+                                     np.random.default_rng([seed, 3]))]
+    non_hosts = train[label[train] == 0]
+    for fraction, snr_range, plan, stream in (
+            (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
+            (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7)):
+        count = int(round(fraction * non_hosts.size))
         if count:
             rng = np.random.default_rng([seed, stream])
-            chosen = np.sort(rng.choice(non_host_rows, count, replace=count > non_host_rows.size))
-            copies.append(inject(train.flux[chosen], snr_range, rng))
-            copy_sources.append(chosen)
-            copy_labels.append(np.full(count, copy_label, dtype=train.label.dtype))
-    copies, copy_sources, copy_labels = (np.concatenate(parts) for parts in (copies, copy_sources, copy_labels))
-    if copies.shape[0]:
-        splits["train"] = Split(
-            flux=np.concatenate([train.flux, copies]),
-            label=np.concatenate([train.label, copy_labels]),
-            index=np.concatenate([train.index, train.index[copy_sources]]),
-            augmented=np.concatenate([train.augmented, np.ones(copies.shape[0], dtype=bool)]))
-    return splits
+            chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
+            copies.append(plan(chosen, cadences, snr_range, rng))
+    return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)])
+
+
+def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int,
+                      star: np.ndarray | None = None) -> dict[str, Split]:
+    """``plan_split`` made in memory: every split with its curves (small data sets and tests)."""
+    return plan_split(label, star, config, seed, flux.shape[1]).materialize(flux)

@@ -1,28 +1,41 @@
-"""The cached, preprocessed data split: ``checkpoints/training_data.npz``.
+"""The cached, preprocessed data split: ``checkpoints/training_data.npz`` and its arrays beside it.
 
 Parsing, splitting and preprocessing thousands of curves takes a while; a rerun (after an
-interruption, say) loads this file instead. It holds:
+interruption, say) reads this cache instead. The curves themselves are ``.npy`` files beside the
+index, read by rows (``row_store.RowFile``) and never loaded whole, so memory stays bounded
+whatever the data size:
 
-    X_train, X_val, X_test   float32 [rows, sequence_length, 1]   model inputs
-    y_train, y_val, y_test   int8 [rows]                          1 = planet host, 0 = not
+    training_data.<build>.X_train.npy   float32 [rows, sequence_length, 1]   model inputs
+    ...X_val.npy, ...X_test.npy
+    training_data.<build>.raw_test.npy  float32 [rows, sequence_length]      test curves before preprocessing
+
+The index ``training_data.npz`` holds the rest, small:
+
+    y_train, y_val, y_test   int8 [rows]    1 = planet host, 0 = not
     index_train/val/test     int64 [rows]   row of the original curve in the loaded data
     augmented_train          bool [rows]    row is a transformed copy of a training host
-    raw_test                 float32 [rows, sequence_length]      test curves before preprocessing
     source_test, line_test   file index and line of each test curve; ``files`` the file names
+    file_rows                data rows of each file
+    arrays                   JSON text: the file of each array above
     fingerprint              JSON text: the inputs it was made from
 
 The fingerprint lists every data file (relative name, size, modification time) and every
 setting that shapes the arrays (preprocessing, split, seed, format version). When any of them
-differs, the cache is rebuilt with one line saying what changed; a damaged file is rebuilt with
-one line saying so. Written atomically; read without pickles (``StoredNpz`` refuses object arrays).
+differs, the cache is rebuilt with one line saying what changed; a damaged index or array
+(unreadable, truncated, missing) is rebuilt with one line saying so. Written atomically: the
+arrays first, each under a name of its own build (``<build>``), then the index, replaced in one
+rename; a crash leaves the previous cache or none, and the next build deletes what a crashed one
+left. Read without pickles (``allow_pickle=False``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-import struct
+import os
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +46,17 @@ import atomic_io
 import fingerprints
 from augmentation import SPLITS, Split
 from errors import TrainerError
-from memory import aligned_empty, release_freed_memory
+from memory import release_freed_memory
+from row_store import RowFile, RowFileWriter
 
 log = logging.getLogger(__name__)
 
+# The arrays' contents, and so the fingerprint, are those of format 1 (one .npz file): a checkpoint
+# made with a format 1 cache still resumes; the old file is read as damaged and rebuilt.
 CACHE_FORMAT = 1
+CHUNK_ROWS = 2048          # curves made and preprocessed at once while building (26 MB each way)
+PROGRESS_SECONDS = 10.0
+ARRAY_NAMES = tuple(f"X_{name}" for name in SPLITS) + ("raw_test",)
 
 
 class CacheSpaceError(TrainerError):
@@ -46,50 +65,197 @@ class CacheSpaceError(TrainerError):
 
 @dataclass
 class TrainingData:
-    """The arrays of the cache (see the module docstring)."""
+    """The cache: the arrays read by rows from their files (see the module docstring)."""
 
-    splits: dict[str, Split]           # flux here is the preprocessed model input
-    raw_test: np.ndarray
+    splits: dict[str, Split]           # flux here is the preprocessed model input (a RowFile)
+    raw_test: RowFile
     source_test: np.ndarray
     line_test: np.ndarray
     files: list[str]
     file_rows: list[int]               # data rows of each file, for stage 1's listing
     fingerprint: dict
 
-    def inputs(self, split: str) -> np.ndarray:
+    def inputs(self, split: str) -> RowFile:
         return self.splits[split].flux
 
     def labels(self, split: str) -> np.ndarray:
         return self.splits[split].label
 
 
-def build(curves, splits: dict[str, Split], fingerprint: dict, config) -> TrainingData:
-    """Stage [4/7]: preprocess every split into model inputs; keeps the raw test curves too.
+def array_file(path: Path, build: str, name: str) -> Path:
+    return Path(path).with_name(f"{Path(path).stem}.{build}.{name}.npy")
 
-    Each split's float32 flux is preprocessed in place: the splits are copies cut from the
-    loaded curves, and holding raw and preprocessed curves at once would double the memory.
+
+@contextlib.contextmanager
+def scratch_file(path: Path):
+    """A hidden file beside the cache ``path`` for the loaded curves while the cache is built;
+    deleted when the block ends. One that a killed run left is deleted first (the run lock on
+    the folder says no other run is using it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}*"):
+        stale.unlink(missing_ok=True)
+    scratch = path.with_name(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}{os.getpid()}.raw")
+    try:
+        yield scratch
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def remove_leftovers(path: Path, keep: TrainingData | None = None) -> list[Path]:
+    """Delete the array files of the cache ``path`` that ``keep`` does not read (a crashed
+    build's, a replaced cache's); without ``keep``, the index too."""
+    path = Path(path)
+    kept = ({Path(split.flux.path) for split in keep.splits.values()} | {Path(keep.raw_test.path)}) if keep else set()
+    removed = []
+    for stale in path.parent.glob(f"{path.stem}.*.npy"):
+        if stale not in kept:
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    if path.exists() and keep is None:
+        atomic_io.remove(path)
+        removed.append(path)
+    return removed
+
+
+class _CacheWriter:
+    """The array files of one build, then the index that names them (module docstring)."""
+
+    def __init__(self, path: Path, shapes: dict[str, tuple]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.path)  # an out-of-date or damaged cache is of no use, and its disk space is needed
+        check_room_for_cache(self.path, sum(4 * int(np.prod(s)) for s in shapes.values()))
+        self.build = f"{int(time.time())}-{os.getpid()}"
+        self.writers = {}
+        try:
+            for name, shape in shapes.items():
+                self.writers[name] = RowFileWriter(array_file(self.path, self.build, name), shape, np.float32)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def __getitem__(self, name: str) -> RowFileWriter:
+        return self.writers[name]
+
+    def abandon(self) -> None:
+        for writer in self.writers.values():
+            writer.abandon()
+
+    def finish(self, small: dict[str, np.ndarray], fingerprint: dict) -> dict[str, str]:
+        """Flush the arrays, then write the index atomically; returns {array: file name}."""
+        for writer in self.writers.values():
+            writer.close()
+        names = {name: writer.path.name for name, writer in self.writers.items()}
+        atomic_io.fsync_path(self.path.parent)
+        atomic_io.write_npz(self.path, **small, arrays=np.array(json.dumps(names, sort_keys=True)),
+                            fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)))
+        return names
+
+
+def _small_arrays(splits: dict[str, Split], source_test, line_test, files, file_rows) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, split in splits.items():
+        arrays[f"y_{name}"] = np.asarray(split.label, dtype=np.int8)
+        arrays[f"index_{name}"] = np.asarray(split.index, dtype=np.int64)
+    arrays["augmented_train"] = np.asarray(splits["train"].augmented, dtype=bool)
+    arrays["source_test"] = np.asarray(source_test)
+    arrays["line_test"] = np.asarray(line_test)
+    arrays["files"] = np.array(files, dtype=str)
+    arrays["file_rows"] = np.array(file_rows, dtype=np.int64)
+    return arrays
+
+
+def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
+    """Stage [4/7]: make the training copies, preprocess every split and write the cache to ``path``.
+
+    A chunk of curves at a time (``CHUNK_ROWS``): read from the loaded curves, copied and
+    augmented (``plan``'s copies, in order), preprocessed, and written where they belong in the
+    cache's array files; memory stays bounded whatever the number of curves. Logs a line every
+    ``PROGRESS_SECONDS``.
 
     Args:
-        curves: LoadedCurves the splits were cut from (for the test curves' file and line).
-        splits: train/val/test Splits of raw (loaded) flux; their flux is overwritten.
+        path: the cache's index file (``training_data.npz``).
+        curves: LoadedCurves (``flux`` a RowFile or an array of the raw curves).
+        plan: ``augmentation.SplitPlan`` of those curves.
         fingerprint: from ``make_fingerprint``.
         config: PreprocessingConfig.
+
+    Returns:
+        The cache, as ``load`` reads it.
     """
     from preprocessing import preprocess
 
-    raw_test = splits["test"].flux.astype(np.float32, copy=True)
-    processed = {}
-    for name, split in splits.items():
-        flux = split.flux
-        in_place = flux.dtype == np.float32 and flux.flags.c_contiguous and flux.flags.writeable
-        inputs = preprocess(flux, config, out=flux.reshape(flux.shape + (1,)) if in_place else None)
-        processed[name] = Split(flux=inputs, label=split.label.astype(np.int8), index=split.index.astype(np.int64),
-                                augmented=split.augmented)
+    length = config.sequence_length
+    splits = {name: plan.split(name) for name in SPLITS}
+    shapes = {f"X_{name}": (len(split), length, 1) for name, split in splits.items()}
+    shapes["raw_test"] = (len(splits["test"]), length)
+    writer = _CacheWriter(path, shapes)
+    total, done, last_report, started = sum(len(s) for s in splits.values()), 0, time.perf_counter(), time.perf_counter()
+    try:
+        for name in SPLITS:
+            # The split's own curves, then (training split) each kind of copy, in the plan's order.
+            sources = [(plan.rows[name], None)] + ([(c.source, c) for c in plan.copies] if name == "train" else [])
+            position = 0
+            for rows, copies in sources:
+                for start in range(0, rows.size, CHUNK_ROWS):
+                    flux = curves.flux.take(rows[start:start + CHUNK_ROWS], axis=0)
+                    if copies is not None:
+                        flux = copies.make(flux)
+                    elif name == "test":
+                        writer["raw_test"].write(position, flux)
+                    writer[f"X_{name}"].write(position, preprocess(flux, config))
+                    position += len(flux)
+                    done += len(flux)
+                    if time.perf_counter() - last_report > PROGRESS_SECONDS:
+                        last_report = time.perf_counter()
+                        log.info("  preprocessed %d of %d curves (%.0f%%, %s), %.0f s", done, total,
+                                 100 * done / total, copies.kind + "s" if copies else f"{name} split",
+                                 last_report - started)
+        names = writer.finish(_small_arrays(splits, curves.source[plan.rows["test"]], curves.line[plan.rows["test"]],
+                                            curves.files, [r["rows"] for r in curves.report]), fingerprint)
+    except BaseException:
+        writer.abandon()
+        raise
     release_freed_memory()
-    test_rows = splits["test"].index
-    return TrainingData(splits=processed, raw_test=raw_test, source_test=curves.source[test_rows],
-                        line_test=curves.line[test_rows], files=list(curves.files),
-                        file_rows=[r["rows"] for r in curves.report], fingerprint=fingerprint)
+    return _open(Path(path), names, splits, curves.source[plan.rows["test"]], curves.line[plan.rows["test"]],
+                 list(curves.files), [r["rows"] for r in curves.report], fingerprint)
+
+
+def save(path: Path, data) -> TrainingData:
+    """Write an in-memory split (``TrainingData`` of arrays) as the cache; returns it as read back."""
+    shapes = {f"X_{name}": np.shape(split.flux) for name, split in data.splits.items()}
+    shapes["raw_test"] = np.shape(data.raw_test)
+    writer = _CacheWriter(path, shapes)
+    try:
+        for name, split in data.splits.items():
+            writer[f"X_{name}"].write(0, np.asarray(split.flux, np.float32))
+        writer["raw_test"].write(0, np.asarray(data.raw_test, np.float32))
+        names = writer.finish(_small_arrays(data.splits, data.source_test, data.line_test, data.files,
+                                            data.file_rows), data.fingerprint)
+    except BaseException:
+        writer.abandon()
+        raise
+    return _open(Path(path), names, {name: dataclasses.replace(split) for name, split in data.splits.items()},
+                 data.source_test, data.line_test, list(data.files), list(data.file_rows), data.fingerprint)
+
+
+def _open(path: Path, names: dict[str, str], splits: dict[str, Split], source_test, line_test, files, file_rows,
+          fingerprint) -> TrainingData:
+    """The cache with its arrays opened from their files (checked against the index's rows).
+
+    Raises:
+        ValueError, OSError: an array file is missing, damaged, or of other rows than the index.
+    """
+    arrays = {name: RowFile.open_npy(path.with_name(names[name])) for name in ARRAY_NAMES}
+    for name, split in splits.items():
+        split.flux = arrays[f"X_{name}"]
+        if not (len(split.flux) == len(split.label) == len(split.index) == len(split.augmented)):
+            raise ValueError(f"the {name} split's arrays differ in length")
+    if len(arrays["raw_test"]) != len(splits["test"]):
+        raise ValueError("raw_test and the test split differ in length")
+    return TrainingData(splits=splits, raw_test=arrays["raw_test"], source_test=source_test, line_test=line_test,
+                        files=files, file_rows=file_rows, fingerprint=fingerprint)
 
 
 def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: int,
@@ -127,58 +293,6 @@ def known_row_counts(path: Path) -> dict[tuple, int]:
         return {}
 
 
-class StoredNpz:
-    """Read the arrays of an uncompressed .npz (``np.savez``) straight into aligned buffers.
-
-    ``np.load`` pipes every member through zipfile's CRC check into an unaligned array, which
-    training then copies again to align it: together 1.2 s of the 6 s a resume took at the
-    seed's scale. A stored member is one run of bytes in the file, read here with one
-    ``readinto``. No pickles: object arrays are refused. Use as ``with StoredNpz(path) as a:
-    a["X_train"]``.
-
-    Raises (on access):
-        ValueError: a member is compressed, truncated, not a .npy array, or holds objects.
-        KeyError: no such member.
-    """
-
-    _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        self.archive = zipfile.ZipFile(self.path)
-        self.raw = open(self.path, "rb")
-        return self
-
-    def __exit__(self, *exc):
-        self.raw.close()
-        self.archive.close()
-        return False
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        info = self.archive.getinfo(f"{name}.npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise ValueError(f"member {name} is compressed; the cache is written uncompressed")
-        self.raw.seek(info.header_offset)
-        local = self.raw.read(30)
-        if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise ValueError(f"member {name}: bad zip entry")
-        name_length, extra_length = struct.unpack("<HH", local[26:30])
-        self.raw.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(self.raw)
-        if version not in self._HEADER_READERS:
-            raise ValueError(f"member {name}: .npy format {version} is not read here")
-        shape, fortran_order, dtype = self._HEADER_READERS[version](self.raw)
-        if dtype.hasobject or fortran_order:
-            raise ValueError(f"member {name}: object or Fortran-ordered arrays are not allowed")
-        array = aligned_empty(shape, dtype)
-        wanted = array.nbytes
-        if wanted and self.raw.readinto(memoryview(array.reshape(-1).view(np.uint8))) != wanted:
-            raise ValueError(f"member {name} is truncated")
-        return array
-
-
 def load(path: Path, expected: dict) -> TrainingData | None:
     """The cached data if it matches ``expected``; otherwise None, with one line saying why."""
     path = Path(path)
@@ -186,7 +300,7 @@ def load(path: Path, expected: dict) -> TrainingData | None:
         log.info("No saved training data in %s - building it", path)
         return None
     try:
-        with StoredNpz(path) as archive:
+        with np.load(path, allow_pickle=False) as archive:
             fingerprint = json.loads(str(archive["fingerprint"]))
             if fingerprint != expected:
                 log.info("Saved training data is out of date (%s) - rebuilding",
@@ -197,38 +311,19 @@ def load(path: Path, expected: dict) -> TrainingData | None:
             for name in SPLITS:
                 label = archive[f"y_{name}"]
                 augmented = archive["augmented_train"] if name == "train" else np.zeros(label.size, bool)
-                splits[name] = Split(flux=archive[f"X_{name}"], label=label,
-                                     index=archive[f"index_{name}"], augmented=augmented)
-            data = TrainingData(splits=splits, raw_test=archive["raw_test"], source_test=archive["source_test"],
-                                line_test=archive["line_test"], files=[str(f) for f in archive["files"]],
-                                file_rows=[int(n) for n in archive["file_rows"]], fingerprint=fingerprint)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+                splits[name] = Split(flux=None, label=label, index=archive[f"index_{name}"], augmented=augmented)
+            if "arrays" not in archive.files:
+                log.info("Saved training data %s is in the single-file layout of earlier versions - rebuilding it "
+                         "as array files read by rows", path)
+                return None
+            names = json.loads(str(archive["arrays"]))
+            data = _open(path, names, splits, archive["source_test"], archive["line_test"],
+                         [str(f) for f in archive["files"]], [int(n) for n in archive["file_rows"]], fingerprint)
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
         log.warning("Saved training data %s is damaged (%s) - rebuilding it", path,
                     str(error).splitlines()[0][:120] or type(error).__name__)
         return None
-    for name, split in splits.items():
-        if not (len(split.flux) == len(split.label) == len(split.index) == len(split.augmented)):
-            log.warning("Saved training data %s is inconsistent (%s split) - rebuilding it", path, name)
-            return None
     return data
-
-
-def save(path: Path, data: TrainingData) -> None:
-    """Write the cache atomically (a crash leaves the old file or none, never half a file)."""
-    arrays = {}
-    for name, split in data.splits.items():
-        arrays[f"X_{name}"] = split.flux
-        arrays[f"y_{name}"] = split.label
-        arrays[f"index_{name}"] = split.index
-    arrays["augmented_train"] = data.splits["train"].augmented
-    arrays["raw_test"] = data.raw_test
-    arrays["source_test"] = data.source_test
-    arrays["line_test"] = data.line_test
-    arrays["files"] = np.array(data.files, dtype=str)
-    arrays["file_rows"] = np.array(data.file_rows, dtype=np.int64)
-    arrays["fingerprint"] = np.array(json.dumps(data.fingerprint, sort_keys=True))
-    check_room_for_cache(path, sum(array.nbytes for array in arrays.values()))
-    atomic_io.write_npz(path, **arrays)
 
 
 def check_room_for_cache(path: Path, size: int) -> None:

@@ -76,7 +76,7 @@ class DataFile:
 class LoadedCurves:
     """All windows of all files, on the model's grid (one row per window)."""
 
-    flux: np.ndarray               # [rows, sequence_length] float32; NaN only where a survey file has no data
+    flux: np.ndarray               # [rows, sequence_length] float32 (or a RowFile); NaN only where a survey file has no data
     label: np.ndarray              # [rows] int8: 1 = planet host, 0 = not, -1 = unlabelled
     source: np.ndarray             # [rows] int32 index into ``files``
     line: np.ndarray               # [rows] int64 line in its file (header = 1); window number for one-star files
@@ -342,11 +342,12 @@ def find_bad_line(path: Path, header: _Header) -> DataError | None:
     return None
 
 
-def _read_table(path: Path, header: _Header):
-    """Parse the label and flux columns with Arrow's multithreaded CSV reader.
+def _read_batches(path: Path, header: _Header):
+    """The label and flux columns, parsed by Arrow's CSV reader a block (16 MB) of rows at a time.
 
-    Arrow's own messages never reach the user: on any failure the file is read again line by
-    line to name the line at fault (``find_bad_line``).
+    Yields RecordBatches, so a file of any size is read in bounded memory. Arrow's own messages
+    never reach the user: on any failure the file is read again line by line to name the line at
+    fault (``find_bad_line``).
     """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -361,18 +362,23 @@ def _read_table(path: Path, header: _Header):
     types = {c: pa.float32() for c in header.flux}
     if header.label:
         types[header.label] = pa.float64()
+    failed = False
     try:
-        table = pa_csv.read_csv(
+        reader = pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(block_size=1 << 22),
+            read_options=pa_csv.ReadOptions(block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types=types,
                                                   strings_can_be_null=True))
+        for batch in reader:
+            if bad_rows:
+                break
+            yield batch
     except OSError as error:
         raise _unreadable(path, error) from None
     except pa.ArrowException:
-        table = None
-    if table is None or bad_rows:
+        failed = True
+    if failed or bad_rows:
         try:
             problem = find_bad_line(path, header)
         except OSError as error:
@@ -380,7 +386,6 @@ def _read_table(path: Path, header: _Header):
         raise problem or DataError(
             f"{path}: cannot be read as CSV, yet every line reads on its own: it may have changed while it was "
             "read; rerun once it is complete, or save it again as comma-separated text") from None
-    return table
 
 
 def _labels_to_host(path: Path, raw: np.ndarray) -> np.ndarray:
@@ -443,39 +448,55 @@ def rows_onto_grid(flux: np.ndarray, config: PreprocessingConfig) -> tuple[np.nd
 
 
 def load_file(path: Path, config: PreprocessingConfig, require_labels: bool = True,
-              found: DataFile | None = None) -> FileWindows:
+              found: DataFile | None = None, sink=None) -> FileWindows:
     """Load one Kaggle-layout CSV into windows on the grid (see the module docstring).
 
+    Read a block of rows at a time (``_read_batches``); ``sink(windows)``, when given, receives
+    each block's windows (float32 [windows, sequence_length]) as they are made and the returned
+    FileWindows has no ``flux``, so a file of any size loads in bounded memory.
     ``found``: the file as stage 1 found it; a file that changed since, or while it is read, is
     an error (the cache would record contents it was not made from).
     """
     before = _unchanged_since_found(path, found)
     header = read_header(path, require_labels)
-    table = _read_table(path, header)
+    raw_labels, keeps, window_rows, kept_windows = [], [], [], []
+    rows = filled = rows_with_gaps = 0
+    for batch in _read_batches(path, header):
+        flux = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in header.flux])
+        flux = np.ascontiguousarray(flux, dtype=np.float32)
+        if header.label:
+            raw_labels.append(batch.column(header.label).to_numpy(zero_copy_only=False).astype(np.float64))
+        keep = (~np.isfinite(flux)).mean(axis=1) <= config.max_missing_fraction
+        flux, missing = fill_missing(flux[keep])
+        filled += int(missing.sum())
+        rows_with_gaps += int((missing > 0).sum())
+        windows, row = rows_onto_grid(flux, config)
+        window_rows.append(rows + np.flatnonzero(keep)[row])
+        keeps.append(keep)
+        rows += batch.num_rows
+        if sink is None:
+            kept_windows.append(windows)
+        else:
+            sink(windows)
     after = _identity(path)
     if after != before:
         raise DataError(f"{path}: changed while it was read ({before[0]:,} -> {after[0]:,} bytes; "
-                        f"{table.num_rows} rows, to line {table.num_rows + 1}, were read); rerun once whatever "
+                        f"{rows} rows, to line {rows + 1}, were read); rerun once whatever "
                         "writes it has finished")
-    if table.num_rows == 0:
+    if rows == 0:
         raise DataError(f"{path}: has a header but no data rows; add light curves or remove the file")
-    flux = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in header.flux])
-    flux = np.ascontiguousarray(flux, dtype=np.float32)
-    lines = np.arange(table.num_rows, dtype=np.int64) + 2
+    keep = np.concatenate(keeps)
+    row = np.concatenate(window_rows).astype(np.int64)
     if header.label:
-        label = _labels_to_host(path, table.column(header.label).to_numpy(zero_copy_only=False).astype(np.float64))
+        label = _labels_to_host(path, np.concatenate(raw_labels))
     else:
-        label = np.full(table.num_rows, -1, dtype=np.int8)
-    missing_fraction = (~np.isfinite(flux)).mean(axis=1)
-    keep = missing_fraction <= config.max_missing_fraction
-    flux, missing = fill_missing(flux[keep])
-    report = {"file": str(path), "rows": int(table.num_rows), "length": len(header.flux),
-              "filled_values": int(missing.sum()), "rows_with_gaps": int((missing > 0).sum()),
-              "dropped_rows": int((~keep).sum()), "ignored_columns": header.ignored}
-    windows, row = rows_onto_grid(flux, config)
-    report["windows"] = int(windows.shape[0])
-    kept = np.flatnonzero(keep)
-    return FileWindows(flux=windows, label=label[keep][row], line=lines[keep][row], row=kept[row], report=report)
+        label = np.full(rows, -1, dtype=np.int8)
+    report = {"file": str(path), "rows": int(rows), "length": len(header.flux), "filled_values": filled,
+              "rows_with_gaps": rows_with_gaps, "dropped_rows": int((~keep).sum()), "ignored_columns": header.ignored,
+              "windows": int(row.size)}
+    flux = None if sink is not None else (
+        np.concatenate(kept_windows) if kept_windows else np.empty((0, config.sequence_length), np.float32))
+    return FileWindows(flux=flux, label=label[row], line=row + 2, row=row, report=report)
 
 
 def load_survey_file(path: Path, config: PreprocessingConfig, label: int = -1,
@@ -535,7 +556,7 @@ def _describe_repairs(report: dict, config: PreprocessingConfig) -> str:
 
 
 def load_light_curves(files: list[DataFile], config: PreprocessingConfig, require_labels: bool = True,
-                      survey_labels: dict[str, int] | None = None) -> LoadedCurves:
+                      survey_labels: dict[str, int] | None = None, spill_to: Path | None = None) -> LoadedCurves:
     """Load every file into windows; see the module docstring for the layouts.
 
     Args:
@@ -543,47 +564,76 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig, requir
         config: the preprocessing settings (grid, windows, quality mask, flux column).
         require_labels: refuse data that cannot train a classifier.
         survey_labels: label (1/0) of each one-star file, by name (``labels_table.match``).
+        spill_to: a scratch file for the curves, written as they load (a block of rows at a
+            time), so that memory stays bounded whatever the data size; ``flux`` is then a
+            ``RowFile`` reading it. None: the curves stay in memory.
 
     Raises:
         DataError: naming the first bad file (and line/column), or when the labels across all
             files cannot make a classifier (one class only).
+        CacheSpaceError: the disk of ``spill_to`` is full.
     """
-    fluxes, labels, sources, lines, stars, reports = [], [], [], [], [], []
+    labels, sources, lines, stars, reports, in_memory = [], [], [], [], [], []
     star_ids: dict[str, int] = {}
     next_star = 0
-    for index, data_file in enumerate(files):
-        if data_file.layout == SURVEY:
-            loaded = load_survey_file(data_file.path, config, (survey_labels or {}).get(data_file.name, -1),
-                                      found=data_file)
-            star = np.full(loaded.label.size, star_ids.setdefault(loaded.star, -1 - len(star_ids)), np.int64)
-        else:
-            loaded = load_file(data_file.path, config, require_labels, found=data_file)
-            star = next_star + loaded.row  # each row is its own star (its windows share it)
-            next_star += int(loaded.report["rows"])
-        report = loaded.report
-        report["hosts"] = int((loaded.label == 1).sum())
-        fluxes.append(loaded.flux)
-        labels.append(loaded.label)
-        sources.append(np.full(loaded.label.shape, index, dtype=np.int32))
-        lines.append(loaded.line)
-        stars.append(star)
-        reports.append(report)
-        if data_file.layout == SURVEY:
-            kind = {1: "planet host", 0: "non-host"}.get(int(loaded.label[0]) if loaded.label.size else -1, "unlabelled")
-            what = f"{loaded.star} ({' '.join(p for p in (loaded.mission, loaded.segment) if p)}, {kind}): " \
-                   f"{loaded.label.size} window{'s' if loaded.label.size != 1 else ''}"
-        else:
-            what = f"{report['rows'] - report['dropped_rows']} curves ({report['hosts']} planet hosts)"
-        log.info("  %s: %s%s", data_file.name, what, _describe_repairs(report, config))
+    spill = open(spill_to, "wb") if spill_to is not None else None
+
+    def keep_windows(windows: np.ndarray) -> None:
+        if spill is None:
+            in_memory.append(windows)
+            return
+        try:
+            spill.write(np.ascontiguousarray(windows, dtype=np.float32).tobytes())
+        except OSError as error:
+            from data_cache import CacheSpaceError
+
+            raise CacheSpaceError(f"cannot write the loaded curves to {spill_to} ({error.strerror}); free some space, "
+                                  f"or give --checkpoint-dir a disk with room, and rerun") from None
+
+    try:
+        for index, data_file in enumerate(files):
+            if data_file.layout == SURVEY:
+                loaded = load_survey_file(data_file.path, config, (survey_labels or {}).get(data_file.name, -1),
+                                          found=data_file)
+                keep_windows(loaded.flux)
+                star = np.full(loaded.label.size, star_ids.setdefault(loaded.star, -1 - len(star_ids)), np.int64)
+            else:
+                loaded = load_file(data_file.path, config, require_labels, found=data_file, sink=keep_windows)
+                star = next_star + loaded.row  # each row is its own star (its windows share it)
+                next_star += int(loaded.report["rows"])
+            report = loaded.report
+            report["hosts"] = int((loaded.label == 1).sum())
+            labels.append(loaded.label)
+            sources.append(np.full(loaded.label.shape, index, dtype=np.int32))
+            lines.append(loaded.line)
+            stars.append(star)
+            reports.append(report)
+            if data_file.layout == SURVEY:
+                kind = {1: "planet host", 0: "non-host"}.get(int(loaded.label[0]) if loaded.label.size else -1,
+                                                             "unlabelled")
+                what = f"{loaded.star} ({' '.join(p for p in (loaded.mission, loaded.segment) if p)}, {kind}): " \
+                       f"{loaded.label.size} window{'s' if loaded.label.size != 1 else ''}"
+            else:
+                what = f"{report['rows'] - report['dropped_rows']} curves ({report['hosts']} planet hosts)"
+            log.info("  %s: %s%s", data_file.name, what, _describe_repairs(report, config))
+    finally:
+        if spill is not None:
+            spill.close()
+    label = np.concatenate(labels) if labels else np.empty(0, np.int8)
+    if spill is None:
+        flux = np.concatenate(in_memory) if in_memory else np.empty((0, config.sequence_length), np.float32)
+    else:
+        from row_store import RowFile
+
+        flux = RowFile(spill_to, (label.size, config.sequence_length), np.float32)
     curves = LoadedCurves(
-        flux=np.concatenate(fluxes) if fluxes else np.empty((0, config.sequence_length), np.float32),
-        label=np.concatenate(labels) if labels else np.empty(0, np.int8),
+        flux=flux, label=label,
         source=np.concatenate(sources) if sources else np.empty(0, np.int32),
         line=np.concatenate(lines) if lines else np.empty(0, np.int64),
         star=np.concatenate(stars) if stars else np.empty(0, np.int64),
         files=[f.name for f in files], report=reports)
     if require_labels:
-        if curves.flux.shape[0] == 0:
+        if curves.label.size == 0:
             raise DataError("no usable light curves in the data files; every row was dropped as mostly missing")
         for value, name in ((1, "planet hosts (LABEL 2)"), (0, "non-hosts (LABEL 1)")):
             if not (curves.label == value).any():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memory import aligned_empty, available_cores
+from memory import available_cores
 
 
 def class_weights(labels: np.ndarray) -> np.ndarray:
@@ -46,29 +46,34 @@ def batch_bounds(rows: int, batch_size: int, replicas: int = 1) -> np.ndarray:
     return np.asarray(bounds, dtype=np.int64)
 
 
-def shared_tensor(array: np.ndarray):
-    """(tensor, array): a TensorFlow tensor and a NumPy array holding the same buffer.
+def row_reader(source, row_shape: tuple):
+    """A TensorFlow function giving the rows of ``source`` at an int tensor of row numbers, float32.
 
-    ``tf.constant`` copies, and was measured to hold a second, transient copy too; DLPack shares
-    the memory instead, but TensorFlow needs 64-byte aligned buffers: an array that is not
-    aligned (or not writable) is copied once into one that is (the cache loads aligned ones).
-    Neither side may be written to afterwards.
+    ``source``: a ``row_store.RowFile`` (the cache's curves, read from disk by rows) or an array.
+    Declared stateless: the rows read depend only on the row numbers, so tf.data may run reads
+    in parallel and prefetch under op determinism (a stateful op would run the whole pipeline
+    serially).
     """
     import tensorflow as tf
 
-    if array.ctypes.data % 64 or not array.flags.writeable or not array.flags.c_contiguous:
-        aligned = aligned_empty(array.shape, array.dtype)
-        aligned[...] = array
-        array = aligned
-    return tf.experimental.dlpack.from_dlpack(array.__dlpack__()), array
+    def read(rows):
+        return np.asarray(source.take(rows, axis=0), dtype=np.float32)
+
+    def rows_of(index):
+        values = tf.numpy_function(read, [index], tf.float32, stateful=False)
+        values.set_shape((None,) + tuple(row_shape))
+        return values
+
+    return rows_of
 
 
 class EpochRunner:
     """Training whose batch order and dropout masks depend only on (seed, epoch).
 
-    The training and validation curves are shared with TensorFlow once (``train_inputs`` and
-    ``val_inputs`` are the NumPy arrays behind the tensors). ``fit`` trains a range of epochs in
-    one Keras fit call on a dataset built for exactly those epochs.
+    The training and validation curves are read a batch at a time from ``x_train`` and
+    ``x_val`` (the cache's files, or arrays), so memory does not grow with the data.
+    ``fit`` trains a range of epochs in one Keras fit call on a dataset built for exactly those
+    epochs.
     """
 
     def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1):
@@ -82,10 +87,10 @@ class EpochRunner:
         self.val_bounds = batch_bounds(len(y_val), batch_size, replicas)
         self.steps_per_epoch = len(self.train_bounds) - 1
         self.class_weights = class_weights(y_train)
-        self.inputs, self.train_inputs = shared_tensor(x_train)
+        self.train_rows = row_reader(x_train, x_train.shape[1:])
         self.targets = tf.constant(y_train.astype(np.float32)[:, None])
         self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
-        self.val_tensor, self.val_inputs = shared_tensor(x_val)
+        self.val_rows = row_reader(x_val, x_val.shape[1:])
         self.val_targets = tf.constant(y_val.astype(np.float32)[:, None])
         # Fixed parallelism, no autotuning: the autotuner's thread sleeps for intervals that
         # grow to a minute, and tearing a pipeline down waits for it to wake (measured: 2 to
@@ -96,38 +101,46 @@ class EpochRunner:
             # Batches are made here, in (seed, epoch) order; the strategy splits each among the
             # replicas (rows, not files, hence DATA; AUTO would try files first, with a warning).
             self.options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        self.parallel_gathers = available_cores()
+        self.parallel_reads = available_cores()
 
     def validation(self):
-        """The validation batches, in order, gathered from the shared tensor."""
+        """The validation batches, in order, read from the validation curves."""
         import tensorflow as tf
 
         bounds = tf.constant(self.val_bounds)
 
         def take(batch):
             index = tf.range(bounds[batch], bounds[batch + 1])
-            return tf.gather(self.val_tensor, index), tf.gather(self.val_targets, index)
+            return self.val_rows(index), tf.gather(self.val_targets, index)
 
-        return tf.data.Dataset.range(len(self.val_bounds) - 1).map(take).prefetch(2).with_options(self.options)
+        return (tf.data.Dataset.range(len(self.val_bounds) - 1).map(take, num_parallel_calls=self.parallel_reads)
+                .prefetch(2).with_options(self.options))
 
     def batches(self, first_epoch: int, last_epoch: int):
         """The batches of epochs ``first_epoch`` to ``last_epoch - 1`` (counted from 0), in order."""
         import tensorflow as tf
 
         def gather(rows):
-            return tf.gather(self.inputs, rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
+            return self.train_rows(rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
-        # Every epoch's order, computed up front (4 bytes per curve and epoch): a generator
-        # would put a stateful op in the pipeline, and under op determinism tf.data then runs
-        # the whole pipeline serially, without prefetching. Each epoch is batched on its own,
-        # so its last, short batch never mixes with the next epoch's rows. The parallel
-        # gathers keep their order (tf.data is deterministic by default).
-        orders = np.stack([epoch_order(self.seed, epoch, self.rows) for epoch in range(first_epoch, last_epoch)])
+        def order_of(epoch):
+            return epoch_order(self.seed, int(epoch), self.rows).astype(np.int32)
+
+        def order(epoch):
+            # Each epoch's order when the pipeline reaches it (4 bytes per curve), from (seed,
+            # epoch) alone, so declared stateless: under op determinism a stateful op would make
+            # tf.data run the whole pipeline serially, without prefetching.
+            rows = tf.numpy_function(order_of, [epoch], tf.int32, stateful=False)
+            rows.set_shape((self.rows,))
+            return rows
+
+        # Each epoch is batched on its own, so its last, short batch never mixes with the next
+        # epoch's rows. The parallel reads keep their order (tf.data is deterministic by default).
         bounds = tf.constant(self.train_bounds)
-        return (tf.data.Dataset.from_tensor_slices(orders.astype(np.int32))
+        return (tf.data.Dataset.range(first_epoch, last_epoch).map(order)
                 .flat_map(lambda order: tf.data.Dataset.range(self.steps_per_epoch).map(
                     lambda step: order[bounds[step]:bounds[step + 1]]))
-                .map(gather, num_parallel_calls=self.parallel_gathers).prefetch(2).with_options(self.options))
+                .map(gather, num_parallel_calls=self.parallel_reads).prefetch(2).with_options(self.options))
 
     def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):
         """Train epochs ``first_epoch + 1`` to ``last_epoch`` (counted from 1), validating after each.

@@ -133,7 +133,7 @@ def evaluate(paths, data, state, batch_size: int, preprocessing, seed: int, comp
         "roc_pr_curves": lambda p: plots.roc_and_pr(labels, scores, threshold, metrics, p),
         "confusion_matrix": lambda p: plots.confusion(metrics, p),
         "score_distributions": lambda p: plots.score_distributions(labels, scores, threshold, p),
-        "light_curve_gallery": lambda p: plots.gallery(data.raw_test, data.inputs("test")[:, :, 0], labels, scores,
+        "light_curve_gallery": lambda p: plots.gallery(data.raw_test, data.inputs("test"), labels, scores,
                                                       threshold, names, p, CADENCE_DAYS),
     }, paths.results_dir)
     log.info("Plots written: %s", ", ".join(str(p) for p in written))

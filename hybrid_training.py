@@ -8,8 +8,8 @@
 The run is seven stages, each one call into its module:
     [1/7] Discovering datasets   datasets.find_datasets         (generate_built_in if none)
     [2/7] Loading datasets       datasets.load_light_curves     (or the cached split: stages 2-4 done)
-    [3/7] Augmenting             augmentation.split_and_augment
-    [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz
+    [3/7] Augmenting             augmentation.plan_split        (the split and its copies, planned)
+    [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz (+ its .npy arrays)
     [5/7] Building model         training.prepare_model         (restored from the checkpoint;
                                                                  --distribute: under its strategy)
     [6/7] Training               training.train                 (checkpoint after every epoch)
@@ -28,7 +28,7 @@ import atomic_io
 import data_cache
 import distribution
 import training
-from augmentation import split_and_augment
+from augmentation import SPLITS, plan_split
 from checkpoint_callback import CheckpointStore
 from datasets import find_datasets, generate_built_in, label_survey_files, load_light_curves
 from errors import Interrupted, TrainerError
@@ -127,25 +127,27 @@ def run(settings, task, writes) -> None:
 
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
+    if task.is_chief:
+        data_cache.remove_leftovers(writes.cache_file, keep=data)  # what a killed build left
     if data is None:
-        step = time.perf_counter()
-        curves = load_light_curves(files, settings.preprocessing, survey_labels=survey_labels)
-        log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
-                 time.perf_counter() - step)
+        # The loaded curves go to a scratch file beside the cache and every stage reads them by
+        # rows from there: the memory stays bounded whatever the size of the data.
+        with data_cache.scratch_file(writes.cache_file) as scratch:
+            step = time.perf_counter()
+            curves = load_light_curves(files, settings.preprocessing, survey_labels=survey_labels, spill_to=scratch)
+            log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
+                     time.perf_counter() - step)
 
-        announce(3, "Augmenting")
-        splits = split_and_augment(curves.flux, curves.label, settings.split, settings.seed, curves.star)
-        # The splits hold copies; dropping the loaded array keeps the peak memory down (0.4 GB at the seed's scale).
-        curves.flux = None
-        log_split_sizes(splits)
+            announce(3, "Augmenting")
+            plan = plan_split(curves.label, curves.star, settings.split, settings.seed,
+                              settings.preprocessing.sequence_length)
+            log_split_sizes({name: plan.split(name) for name in SPLITS})
 
-        announce(4, "Preprocessing")
-        step = time.perf_counter()
-        data = data_cache.build(curves, splits, fingerprint, settings.preprocessing)
-        data_cache.save(writes.cache_file, data)
-        log.info("Preprocessed %d curves in %.1f s; saved the split to %s",
-                 sum(len(s) for s in data.splits.values()), time.perf_counter() - step, writes.cache_file)
-        del splits  # from here on only ``data`` holds the curves, so training can swap its arrays out
+            announce(4, "Preprocessing")
+            step = time.perf_counter()
+            data = data_cache.build(writes.cache_file, curves, plan, fingerprint, settings.preprocessing)
+            log.info("Made the copies and preprocessed %d curves in %.1f s; saved the split to %s",
+                     sum(len(s) for s in data.splits.values()), time.perf_counter() - step, writes.cache_file)
     else:
         announce(3, "Augmenting")
         log_split_sizes(data.splits)

@@ -111,9 +111,12 @@ def score_distributions(labels: np.ndarray, scores: np.ndarray, threshold: float
     _save(fig, path)
 
 
-def gallery(raw: np.ndarray, processed: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
+def gallery(raw, processed, labels: np.ndarray, scores: np.ndarray, threshold: float,
             names: list[str], path: Path, cadence_days: float, per_group: int = 3) -> None:
     """True positives, false positives and false negatives: raw, preprocessed, and folded.
+
+    ``raw`` [rows, cadences] and ``processed`` [rows, cadences(, 1)]: arrays or the cache's
+    ``RowFile``s; only the rows shown are read.
 
     Time is in days from the first cadence. The third column folds the preprocessed curve at
     the period a box least squares search finds in it (``transit_search``), binned, with the
@@ -130,20 +133,22 @@ def gallery(raw: np.ndarray, processed: np.ndarray, labels: np.ndarray, scores: 
     if not rows:
         rows = [("highest score", int(np.argmax(scores)))]
     shown = np.array([index for _, index in rows])
-    found = transit_search.search(processed[shown], cadence_days)
+    raw = np.asarray(raw.take(shown, axis=0))
+    processed = np.asarray(processed.take(shown, axis=0)).reshape(len(shown), -1)
+    found = transit_search.search(processed, cadence_days)
     days = np.arange(raw.shape[1]) * cadence_days
     fig, axes = plt.subplots(len(rows), 3, figsize=(18, 2.3 * len(rows)), squeeze=False,
                              gridspec_kw={"width_ratios": [2, 2, 1]})
     for number, ((title, index), (left, middle, right)) in enumerate(zip(rows, axes)):
         colour = HOST_COLOUR if labels[index] == 1 else TRAIN_COLOUR
-        left.plot(days, raw[index], color="black", linewidth=0.5)
+        left.plot(days, raw[number], color="black", linewidth=0.5)
         left.set_title(f"{title}: {names[index]} (p = {scores[index]:.3f}) - as loaded", fontsize=9)
         left.set_ylabel("flux (file units)", fontsize=8)
-        middle.plot(days, processed[index], color=colour, linewidth=0.5)
+        middle.plot(days, processed[number], color=colour, linewidth=0.5)
         middle.set_title("preprocessed: detrended, in units of its noise", fontsize=9)
         middle.set_ylabel("sigma", fontsize=8)
         period, epoch, duration = found.period[number], found.epoch[number], found.duration[number]
-        phase, flux = transit_search.fold(processed[index], period, epoch, cadence_days)
+        phase, flux = transit_search.fold(processed[number], period, epoch, cadence_days)
         hours = 24.0 * phase
         right.plot(hours, flux, ".", color=OTHER_COLOUR, markersize=1.5)
         width = min(max(3.0 * 24.0 * duration, 6.0), 12.0 * period)  # hours; at most half the period

@@ -3,7 +3,8 @@
 
 Writes the built-in data set at the seed's scale (default 32,000 curves in 16 files, about
 640 MB), then, alternating, times (a) the trainer's stages 1-4 in-process: discover, load,
-split and augment, preprocess, write checkpoints/training_data.npz; (b) ``pandas.read_csv`` of
+plan the split, make the copies and preprocess them a chunk at a time into
+checkpoints/training_data.npz and its array files, as ``hybrid_training.py`` does; (b) ``pandas.read_csv`` of
 the same files with its default engine, which only parses. Medians of the repetitions.
 
     python3 bench/data_throughput.py
@@ -24,17 +25,18 @@ from common import machine, write_result
 
 def pipeline_seconds(data: Path, cache: Path) -> float:
     import data_cache
-    from augmentation import SplitConfig, split_and_augment
+    from augmentation import SplitConfig, plan_split
     from datasets import discover_files, load_light_curves
     from preprocessing import PreprocessingConfig
 
     started = time.perf_counter()
     files, _ = discover_files(data)
     config, split_config = PreprocessingConfig(), SplitConfig()
-    curves = load_light_curves(files, config)
-    splits = split_and_augment(curves.flux, curves.label, split_config, seed=42, star=curves.star)
-    fingerprint = data_cache.make_fingerprint([f.identity() for f in files], config, split_config, 42)
-    data_cache.save(cache, data_cache.build(curves, splits, fingerprint, config))
+    with data_cache.scratch_file(cache) as scratch:
+        curves = load_light_curves(files, config, spill_to=scratch)
+        plan = plan_split(curves.label, curves.star, split_config, 42, config.sequence_length)
+        fingerprint = data_cache.make_fingerprint([f.identity() for f in files], config, split_config, 42)
+        data_cache.build(cache, curves, plan, fingerprint, config)
     return time.perf_counter() - started
 
 

@@ -2,7 +2,7 @@
 """Training throughput: the trainer's training loop against a plain model.fit on the same arrays.
 
 Same model, same seed, same preprocessed arrays: (a) epochs.EpochRunner as the trainer runs
-it, with TensorFlow's op determinism on, one fit call whose dataset gives each epoch the
+it, reading the curves by rows from their .npy files as it reads its cache, with TensorFlow's op determinism on, one fit call whose dataset gives each epoch the
 (seed, epoch) batch order and a callback that resets the dropout seeds each epoch (everything
 exact resume needs except the checkpoint, which bench/checkpoint_overhead.py measures);
 (b) ``model.fit(x, y, batch_size=32, shuffle=True, epochs=N)`` with the same class weights and
@@ -61,9 +61,18 @@ def plain(x, y, x_val, y_val, epochs):
 
 
 def child(variant: str, arrays: Path, epochs: int) -> None:
-    """Run one variant on the saved arrays; print its epoch seconds as JSON."""
-    with np.load(arrays, allow_pickle=False) as saved:
-        x, y, x_val, y_val = (saved[k] for k in ("x", "y", "x_val", "y_val"))
+    """Run one variant on the saved arrays; print its epoch seconds as JSON.
+
+    The trainer's loop reads the curves from their .npy files by rows, as it reads its cache;
+    the plain script loads them into memory.
+    """
+    from row_store import RowFile
+
+    y, y_val = (np.load(arrays / f"{k}.npy", allow_pickle=False) for k in ("y", "y_val"))
+    if variant == "ours":
+        x, x_val = (RowFile.open_npy(arrays / f"{k}.npy") for k in ("x", "x_val"))
+    else:
+        x, x_val = (np.load(arrays / f"{k}.npy", allow_pickle=False) for k in ("x", "x_val"))
     print(json.dumps((ours if variant == "ours" else plain)(x, y, x_val, y_val, epochs)))
 
 
@@ -81,10 +90,9 @@ def main():
 
     times = {"ours": [], "plain": []}
     with tempfile.TemporaryDirectory() as folder:
-        arrays = Path(folder) / "arrays.npz"
-        x_train, y_train, x_val, y_val = train_and_validation(args.rows)
-        np.savez(arrays, x=x_train, y=y_train, x_val=x_val, y_val=y_val)
-        del x_train, x_val
+        arrays = Path(folder)
+        for name, array in zip(("x", "y", "x_val", "y_val"), train_and_validation(args.rows)):
+            np.save(arrays / f"{name}.npy", array)
         for repeat in range(args.repeats):
             for variant in ("ours", "plain") if repeat % 2 == 0 else ("plain", "ours"):
                 completed = subprocess.run([sys.executable, __file__, "--child", variant, "--arrays", str(arrays),

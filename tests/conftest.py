@@ -66,6 +66,16 @@ def random_curves(rows: int, length: int, hosts: int, seed: int = 0):
     return labels, flux
 
 
+def read_cache(workdir: Path, name: str) -> np.ndarray:
+    """One array of a run's cached split (``checkpoints/training_data.npz`` or the array file it names)."""
+    index_file = workdir / "checkpoints" / "training_data.npz"
+    with np.load(index_file, allow_pickle=False) as index:
+        if name in index.files:
+            return index[name]
+        file = json.loads(str(index["arrays"]))[name]
+    return np.load(index_file.with_name(file), allow_pickle=False)
+
+
 @pytest.fixture
 def tiny_config(tmp_path) -> Path:
     path = tmp_path / "tiny.json"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
 
-from conftest import make_workdir, run_trainer, write_csv
+from conftest import make_workdir, read_cache, run_trainer, write_csv
 from evaluation import choose_threshold, classification_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,11 +68,10 @@ def test_evaluation_writes_metrics_with_the_validation_threshold(trained):
     # Recompute from the cache and the best model (its averaged weights, as the trainer predicts
     # with them): the threshold is validation's, the metrics test's.
     model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
-    with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
-        val = model.predict(cache["X_val"], verbose=0)[:, 0]
-        test = model.predict(cache["X_test"], verbose=0)[:, 0]
-        assert threshold == pytest.approx(choose_threshold(cache["y_val"], val), abs=1e-6)
-        assert report["test"]["roc_auc"] == pytest.approx(roc_auc_score(cache["y_test"], test), abs=1e-6)
+    val = model.predict(read_cache(workdir, "X_val"), verbose=0)[:, 0]
+    test = model.predict(read_cache(workdir, "X_test"), verbose=0)[:, 0]
+    assert threshold == pytest.approx(choose_threshold(read_cache(workdir, "y_val"), val), abs=1e-6)
+    assert report["test"]["roc_auc"] == pytest.approx(roc_auc_score(read_cache(workdir, "y_test"), test), abs=1e-6)
     assert "ROC AUC" in second.stdout and "chosen on the validation split" in second.stdout
 
 
@@ -111,9 +110,8 @@ def test_predict_round_trip_matches_the_model_on_cached_rows(trained):
     assert rows[0]["star"] == f"{rows[0]['file']}:{rows[0]['line']}" and rows[0]["windows"] == "1"
     by_line = {int(r["line"]): float(r["probability"]) for r in rows}
     model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
-    with np.load(workdir / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
-        expected = model.predict(cache["X_test"], verbose=0)[:, 0]
-        got = np.array([by_line[int(line)] for line in cache["line_test"]])
+    expected = model.predict(read_cache(workdir, "X_test"), verbose=0)[:, 0]
+    got = np.array([by_line[int(line)] for line in read_cache(workdir, "line_test")])
     np.testing.assert_allclose(got, expected, atol=2e-6)
     assert "Metrics on the 240 labelled stars" in result.stdout
 

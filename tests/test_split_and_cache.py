@@ -48,6 +48,34 @@ def test_augment_hosts_reverses_and_shifts_without_changing_values():
         assert np.allclose(np.sort(copy), np.sort(row[0]), atol=2.0)  # same values, up to the small noise
 
 
+def test_the_streamed_cache_holds_what_the_in_memory_split_holds(tmp_path, monkeypatch):
+    """Stage 4 makes the copies chunk by chunk from curves on disk: the same bits as at once in memory."""
+    import data_cache
+    from augmentation import plan_split
+    from datasets import LoadedCurves
+    from preprocessing import PreprocessingConfig, preprocess
+    from row_store import RowFile, write_rows
+    from synthetic_data import generate_light_curves
+
+    config, split, rows = PreprocessingConfig(), SplitConfig(augment_copies=3, injected_fraction=1.5), 500
+    generated = generate_light_curves(rows, seed=3, positive_fraction=0.1)
+    flux, label = generated.flux.astype(np.float32), (generated.label == 2).astype(np.int8)
+    expected = split_and_augment(flux, label, split, seed=9)
+    write_rows(tmp_path / "loaded.npy", flux)
+    curves = LoadedCurves(flux=RowFile.open_npy(tmp_path / "loaded.npy"), label=label, source=np.zeros(rows, np.int32),
+                          line=np.arange(rows) + 2, files=["a.csv"], report=[{"rows": rows}])
+    monkeypatch.setattr(data_cache, "CHUNK_ROWS", 256)  # several chunks of every kind of copy
+    path = tmp_path / "training_data.npz"
+    built = data_cache.build(path, curves, plan_split(label, None, split, 9, flux.shape[1]), {"seed": 9}, config)
+    assert len(built.inputs("train")) > 2 * 256
+    for data in (built, data_cache.load(path, {"seed": 9})):
+        for name in ("train", "val", "test"):
+            assert np.array_equal(np.asarray(data.inputs(name)), preprocess(expected[name].flux, config)), name
+            for field in ("label", "index", "augmented"):
+                assert np.array_equal(getattr(data.splits[name], field), getattr(expected[name], field)), (name, field)
+        assert np.array_equal(np.asarray(data.raw_test), expected["test"].flux)
+
+
 def _data(workdir, hosts=8, rows=48, seed=0):
     labels, flux = random_curves(rows, 64, hosts, seed)
     return write_csv(workdir / "data" / "curves.csv", labels, flux)
@@ -61,10 +89,15 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     assert "No saved training data" in first.stdout and "curves.csv: 48 curves (8 planet hosts)" in first.stdout
     cache = workdir / "checkpoints" / "training_data.npz"
     with np.load(cache, allow_pickle=False) as archive:
-        assert {"X_train", "X_val", "X_test", "y_train", "y_val", "y_test"} <= set(archive.files)
-        assert archive["X_train"].dtype == np.float32 and archive["X_train"].shape[1:] == (128, 1)
+        assert {"y_train", "y_val", "y_test", "arrays"} <= set(archive.files)
         fingerprint = json.loads(str(archive["fingerprint"]))
+        arrays = json.loads(str(archive["arrays"]))
+        train_rows = len(archive["y_train"])
     assert fingerprint["files"][0]["name"] == "curves.csv"
+    # The curves are .npy files beside the index, named by it.
+    x_train = np.load(cache.with_name(arrays["X_train"]), allow_pickle=False)
+    assert x_train.dtype == np.float32 and x_train.shape == (train_rows, 128, 1)
+    assert sorted(p.name for p in cache.parent.glob("training_data.*.npy")) == sorted(arrays.values())
 
     again = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1")
     assert "Found saved training data - loading" in again.stdout
@@ -86,28 +119,52 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     assert "is damaged" in damaged.stderr and "rebuilding" in damaged.stderr
     with np.load(cache, allow_pickle=False) as archive:
         assert len(archive["y_test"]) > 0
+        arrays = json.loads(str(archive["arrays"]))
     assert csv.exists()
 
+    # A truncated array file is damage too; the rebuild leaves only the new build's files.
+    x_val = cache.with_name(arrays["X_val"])
+    x_val.write_bytes(x_val.read_bytes()[:-100])
+    truncated = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
+    assert truncated.returncode == 0, truncated.stdout + truncated.stderr
+    assert "is damaged" in truncated.stderr and "truncated" in truncated.stderr
+    with np.load(cache, allow_pickle=False) as archive:
+        rebuilt = json.loads(str(archive["arrays"]))
+    assert rebuilt != arrays
+    assert sorted(p.name for p in cache.parent.glob("training_data.*")) == sorted([cache.name, *rebuilt.values()])
 
-def test_stored_npz_reads_what_np_load_reads_into_aligned_buffers(tmp_path):
-    from data_cache import StoredNpz
 
-    arrays = {"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "text": np.array('{"a": 1}'),
-              "names": np.array(["a.csv", "sub/b.csv"]), "empty": np.zeros((0, 5), np.int8)}
-    np.savez(tmp_path / "a.npz", **arrays)
-    with StoredNpz(tmp_path / "a.npz") as archive:
-        for name, expected in arrays.items():
-            got = archive[name]
-            assert got.dtype == expected.dtype and got.shape == expected.shape and np.array_equal(got, expected)
-            assert got.ctypes.data % 64 == 0, name
-        with pytest.raises(KeyError):
-            archive["missing"]
-    np.savez_compressed(tmp_path / "compressed.npz", x=arrays["x"])
-    with StoredNpz(tmp_path / "compressed.npz") as archive, pytest.raises(ValueError, match="compressed"):
-        archive["x"]
-    np.savez(tmp_path / "objects.npz", o=np.array([{"a": 1}], dtype=object))
-    with StoredNpz(tmp_path / "objects.npz") as archive, pytest.raises(ValueError, match="object"):
-        archive["o"]
+def test_row_file_reads_what_np_load_reads_by_rows_and_refuses_damage(tmp_path):
+    from row_store import RowFile, RowFileWriter
+
+    x = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)
+    np.save(tmp_path / "x.npy", x)
+    rows = RowFile.open_npy(tmp_path / "x.npy")
+    assert rows.shape == x.shape and len(rows) == 5 and rows.dtype == np.float32
+    assert np.array_equal(np.asarray(rows), x)
+    assert np.array_equal(rows[1:4], x[1:4]) and np.array_equal(rows[3], x[3]) and np.array_equal(rows[::2], x[::2])
+    picked = [4, 0, 0, 2, 3, -1]  # any order, repeats, negative: as ndarray.take
+    assert np.array_equal(rows.take(picked, axis=0), x.take(picked, axis=0))
+    assert rows.take(picked, axis=0).ctypes.data % 64 == 0
+    assert rows[5:].shape == (0, 3, 2)
+    with pytest.raises(IndexError):
+        rows.take([5])
+
+    # Written by rows at any position, it reads back as np.load reads it.
+    writer = RowFileWriter(tmp_path / "w.npy", (5, 3, 2), np.float32)
+    writer.write(3, x[3:])
+    writer.write(0, x[:3])
+    writer.close()
+    assert np.array_equal(np.load(tmp_path / "w.npy", allow_pickle=False), x)
+    with pytest.raises(ValueError):
+        RowFileWriter(tmp_path / "v.npy", (5, 3, 2), np.float32).write(4, x[:2])  # past the end
+
+    (tmp_path / "short.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-4])
+    with pytest.raises(ValueError, match="truncated"):
+        RowFile.open_npy(tmp_path / "short.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="object"):
+        RowFile.open_npy(tmp_path / "objects.npy")
 
 
 def test_cache_write_checks_the_disk_first_and_names_the_folder(tmp_path, monkeypatch):
