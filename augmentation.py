@@ -145,6 +145,7 @@ class Copies:
     CHUNK_MULTIPLE = 256
 
     def __init__(self, kind: str, source: np.ndarray, label: int, make: Callable[[np.ndarray, slice], np.ndarray]):
+        # kind: what the copies are, for messages ("injected planets")
         self.kind, self.source, self.label, self._make, self.done = kind, source, label, make, 0
 
     def __len__(self) -> int:
@@ -153,7 +154,7 @@ class Copies:
     def make(self, flux: np.ndarray) -> np.ndarray:
         part = slice(self.done, self.done + len(flux))
         if part.stop > len(self) or (part.stop < len(self) and len(flux) % self.CHUNK_MULTIPLE):
-            raise ValueError(f"{self.kind} copies are made in order, in chunks of a multiple of "
+            raise ValueError(f"{self.kind} are made in order, in chunks of a multiple of "
                              f"{self.CHUNK_MULTIPLE} rows: got rows {part.start}-{part.stop} of {len(self)}")
         self.done = part.stop
         return self._make(flux, part)
@@ -175,7 +176,7 @@ def plan_host_augmentation(source: np.ndarray, n: int, rng: np.random.Generator)
             rng.standard_normal((len(flux), n))
         return copied.astype(flux.dtype)
 
-    return Copies("augmented host", source, 1, make)
+    return Copies("augmented hosts", source, 1, make)
 
 
 def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
@@ -237,7 +238,7 @@ def plan_injected_planets(source: np.ndarray, n: int, snr_range: tuple[float, fl
         # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it.
         return _add_at_snr(flux, snr[part], transits, centred=False, chunk_rows=chunk_rows)
 
-    return Copies("injected planet", source, 1, make)
+    return Copies("injected planets", source, 1, make)
 
 
 def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
@@ -283,7 +284,7 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
         # Centred: the out-of-eclipse light moves the signal's mean off zero.
         return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], centred=True, chunk_rows=chunk_rows)
 
-    return Copies("injected binary", source, 0, make)
+    return Copies("injected binaries", source, 0, make)
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,

@@ -210,7 +210,7 @@ def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
                     if time.perf_counter() - last_report > PROGRESS_SECONDS:
                         last_report = time.perf_counter()
                         log.info("  preprocessed %d of %d curves (%.0f%%, %s), %.0f s", done, total,
-                                 100 * done / total, copies.kind + "s" if copies else f"{name} split",
+                                 100 * done / total, copies.kind if copies else f"{name} split",
                                  last_report - started)
         names = writer.finish(_small_arrays(splits, curves.source[plan.rows["test"]], curves.line[plan.rows["test"]],
                                             curves.files, [r["rows"] for r in curves.report]), fingerprint)
