@@ -146,6 +146,7 @@ def run(settings, task, writes) -> None:
             announce(4, "Preprocessing")
             step = time.perf_counter()
             data = data_cache.build(writes.cache_file, curves, plan, fingerprint, settings.preprocessing)
+            curves.flux.close()  # so that deleting the scratch file frees its disk space now, not at exit
             log.info("Made the copies and preprocessed %d curves in %.1f s; saved the split to %s",
                      sum(len(s) for s in data.splits.values()), time.perf_counter() - step, writes.cache_file)
     else:
