@@ -329,9 +329,6 @@ class SplitPlan:
     label: np.ndarray              # of every loaded row
     copies: list[Copies]
 
-    def size(self, name: str) -> int:
-        return int(self.rows[name].size) + (sum(len(c) for c in self.copies) if name == "train" else 0)
-
     def split(self, name: str) -> Split:
         """The split without its curves (``flux`` None): labels, original rows, which are copies."""
         rows = self.rows[name]

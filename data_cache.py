@@ -119,7 +119,12 @@ def remove_leftovers(path: Path, keep: TrainingData | None = None) -> list[Path]
 
 
 class _CacheWriter:
-    """The array files of one build, then the index that names them (module docstring)."""
+    """The array files of one build, then the index that names them (module docstring).
+
+    Use as ``with _CacheWriter(path, shapes) as writer``: the arrays are written through
+    ``writer[name]``, then ``finish`` writes the index; leaving the block on an exception before
+    that deletes the build's array files.
+    """
 
     def __init__(self, path: Path, shapes: dict[str, tuple]):
         self.path = Path(path)
@@ -128,42 +133,46 @@ class _CacheWriter:
         check_room_for_cache(self.path, sum(4 * int(np.prod(s)) for s in shapes.values()))
         self.build = f"{int(time.time())}-{os.getpid()}"
         self.writers = {}
+        self.finished = False
         try:
             for name, shape in shapes.items():
                 self.writers[name] = RowFileWriter(array_file(self.path, self.build, name), shape, np.float32)
         except BaseException:
-            self.abandon()
+            self._abandon()
             raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None and not self.finished:
+            self._abandon()
+        return False
 
     def __getitem__(self, name: str) -> RowFileWriter:
         return self.writers[name]
 
-    def abandon(self) -> None:
+    def _abandon(self) -> None:
         for writer in self.writers.values():
             writer.abandon()
 
-    def finish(self, small: dict[str, np.ndarray], fingerprint: dict) -> dict[str, str]:
-        """Flush the arrays, then write the index atomically; returns {array: file name}."""
+    def finish(self, splits: dict[str, Split], source_test, line_test, files, file_rows,
+               fingerprint: dict) -> TrainingData:
+        """Flush the arrays, then write the index atomically; returns the cache as ``load`` reads it."""
         for writer in self.writers.values():
             writer.close()
         names = {name: writer.path.name for name, writer in self.writers.items()}
         atomic_io.fsync_path(self.path.parent)
-        atomic_io.write_npz(self.path, **small, arrays=np.array(json.dumps(names, sort_keys=True)),
+        labels = {f"y_{name}": np.asarray(split.label, dtype=np.int8) for name, split in splits.items()}
+        rows = {f"index_{name}": np.asarray(split.index, dtype=np.int64) for name, split in splits.items()}
+        atomic_io.write_npz(self.path, **labels, **rows,
+                            augmented_train=np.asarray(splits["train"].augmented, dtype=bool),
+                            source_test=np.asarray(source_test), line_test=np.asarray(line_test),
+                            files=np.array(files, dtype=str), file_rows=np.array(file_rows, dtype=np.int64),
+                            arrays=np.array(json.dumps(names, sort_keys=True)),
                             fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)))
-        return names
-
-
-def _small_arrays(splits: dict[str, Split], source_test, line_test, files, file_rows) -> dict[str, np.ndarray]:
-    arrays = {}
-    for name, split in splits.items():
-        arrays[f"y_{name}"] = np.asarray(split.label, dtype=np.int8)
-        arrays[f"index_{name}"] = np.asarray(split.index, dtype=np.int64)
-    arrays["augmented_train"] = np.asarray(splits["train"].augmented, dtype=bool)
-    arrays["source_test"] = np.asarray(source_test)
-    arrays["line_test"] = np.asarray(line_test)
-    arrays["files"] = np.array(files, dtype=str)
-    arrays["file_rows"] = np.array(file_rows, dtype=np.int64)
-    return arrays
+        self.finished = True
+        return _open(self.path, names, splits, source_test, line_test, list(files), list(file_rows), fingerprint)
 
 
 def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
@@ -190,9 +199,8 @@ def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
     splits = {name: plan.split(name) for name in SPLITS}
     shapes = {f"X_{name}": (len(split), length, 1) for name, split in splits.items()}
     shapes["raw_test"] = (len(splits["test"]), length)
-    writer = _CacheWriter(path, shapes)
     total, done, last_report, started = sum(len(s) for s in splits.values()), 0, time.perf_counter(), time.perf_counter()
-    try:
+    with _CacheWriter(path, shapes) as writer:
         for name in SPLITS:
             # The split's own curves, then (training split) each kind of copy, in the plan's order.
             sources = [(plan.rows[name], None)] + ([(c.source, c) for c in plan.copies] if name == "train" else [])
@@ -212,32 +220,23 @@ def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
                         log.info("  preprocessed %d of %d curves (%.0f%%, %s), %.0f s", done, total,
                                  100 * done / total, copies.kind if copies else f"{name} split",
                                  last_report - started)
-        names = writer.finish(_small_arrays(splits, curves.source[plan.rows["test"]], curves.line[plan.rows["test"]],
-                                            curves.files, [r["rows"] for r in curves.report]), fingerprint)
-    except BaseException:
-        writer.abandon()
-        raise
+        test = plan.rows["test"]
+        data = writer.finish(splits, curves.source[test], curves.line[test], curves.files,
+                             [r["rows"] for r in curves.report], fingerprint)
     release_freed_memory()
-    return _open(Path(path), names, splits, curves.source[plan.rows["test"]], curves.line[plan.rows["test"]],
-                 list(curves.files), [r["rows"] for r in curves.report], fingerprint)
+    return data
 
 
 def save(path: Path, data) -> TrainingData:
     """Write an in-memory split (``TrainingData`` of arrays) as the cache; returns it as read back."""
     shapes = {f"X_{name}": np.shape(split.flux) for name, split in data.splits.items()}
     shapes["raw_test"] = np.shape(data.raw_test)
-    writer = _CacheWriter(path, shapes)
-    try:
+    with _CacheWriter(path, shapes) as writer:
         for name, split in data.splits.items():
             writer[f"X_{name}"].write(0, np.asarray(split.flux, np.float32))
         writer["raw_test"].write(0, np.asarray(data.raw_test, np.float32))
-        names = writer.finish(_small_arrays(data.splits, data.source_test, data.line_test, data.files,
-                                            data.file_rows), data.fingerprint)
-    except BaseException:
-        writer.abandon()
-        raise
-    return _open(Path(path), names, {name: dataclasses.replace(split) for name, split in data.splits.items()},
-                 data.source_test, data.line_test, list(data.files), list(data.file_rows), data.fingerprint)
+        return writer.finish({name: dataclasses.replace(split) for name, split in data.splits.items()},
+                             data.source_test, data.line_test, data.files, data.file_rows, data.fingerprint)
 
 
 def _open(path: Path, names: dict[str, str], splits: dict[str, Split], source_test, line_test, files, file_rows,

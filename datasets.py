@@ -583,7 +583,7 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig, requir
             in_memory.append(windows)
             return
         try:
-            spill.write(np.ascontiguousarray(windows, dtype=np.float32).tobytes())
+            spill.write(np.ascontiguousarray(windows, dtype=np.float32).data)  # no copy to bytes
         except OSError as error:
             from data_cache import CacheSpaceError
 

@@ -79,7 +79,7 @@ class EpochRunner:
     def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1):
         import tensorflow as tf
 
-        self.rows, self.batch_size, self.seed, self.replicas = len(y_train), batch_size, seed, replicas
+        self.rows, self.seed, self.replicas = len(y_train), seed, replicas
         # Under a tf.distribute strategy each global batch is split among the replicas, and a
         # replica given no rows fails (TensorFlow's CPU convolution returns a wrong shape for an
         # empty batch): an epoch's last batch with fewer rows than replicas joins the one before.

@@ -29,7 +29,6 @@ class RowFile:
         self.path, self.shape, self.dtype, self.offset = Path(path), tuple(int(s) for s in shape), np.dtype(dtype), offset
         self.row_shape = self.shape[1:]
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
-        self.ndim = len(self.shape)
         self.nbytes = self.shape[0] * self.row_bytes
         self._fd = None
 
@@ -121,11 +120,6 @@ class RowFile:
         whole = self.read(0, len(self))
         return whole if dtype is None else whole.astype(dtype)
 
-    def chunks(self, rows: int):
-        """(start, rows from start) of the whole array, ``rows`` at a time."""
-        for start in range(0, len(self), rows):
-            yield start, self.read(start, start + rows)
-
 
 class RowFileWriter:
     """A new ``.npy`` file of a known shape and dtype, written by rows at any position.
@@ -172,13 +166,3 @@ class RowFileWriter:
             self.handle.close()
         self.path.unlink(missing_ok=True)
 
-
-def write_rows(path: Path, array: np.ndarray) -> None:
-    """Write a whole in-memory array as a ``.npy`` file through ``RowFileWriter`` (fsynced)."""
-    writer = RowFileWriter(path, array.shape, array.dtype)
-    try:
-        writer.write(0, array)
-    except BaseException:
-        writer.abandon()
-        raise
-    writer.close()

@@ -54,14 +54,14 @@ def test_the_streamed_cache_holds_what_the_in_memory_split_holds(tmp_path, monke
     from augmentation import plan_split
     from datasets import LoadedCurves
     from preprocessing import PreprocessingConfig, preprocess
-    from row_store import RowFile, write_rows
+    from row_store import RowFile
     from synthetic_data import generate_light_curves
 
     config, split, rows = PreprocessingConfig(), SplitConfig(augment_copies=3, injected_fraction=1.5), 500
     generated = generate_light_curves(rows, seed=3, positive_fraction=0.1)
     flux, label = generated.flux.astype(np.float32), (generated.label == 2).astype(np.int8)
     expected = split_and_augment(flux, label, split, seed=9)
-    write_rows(tmp_path / "loaded.npy", flux)
+    np.save(tmp_path / "loaded.npy", flux)
     curves = LoadedCurves(flux=RowFile.open_npy(tmp_path / "loaded.npy"), label=label, source=np.zeros(rows, np.int32),
                           line=np.arange(rows) + 2, files=["a.csv"], report=[{"rows": rows}])
     monkeypatch.setattr(data_cache, "CHUNK_ROWS", 256)  # several chunks of every kind of copy
