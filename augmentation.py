@@ -44,7 +44,8 @@ import numpy as np
 from errors import TrainerError
 from memory import available_cores
 from preprocessing import point_to_point_sigma
-from synthetic_data import CADENCE_DAYS, draw_geometry, draw_planets, eclipsing_binary, log_uniform, transit_loss
+from synthetic_data import (CADENCE_DAYS, binary_light, draw_binaries, draw_geometry, draw_planets, log_uniform,
+                            transit_loss)
 
 SPLITS = ("train", "val", "test")
 
@@ -139,25 +140,36 @@ class Copies:
     curves: it is called in order, from the first copy to the last, in chunks of any size that
     are multiples of ``CHUNK_MULTIPLE`` (but the last), and the copies are the same bits whatever
     the chunks. So a data set of any size is augmented a chunk at a time (``data_cache.build``),
-    and a small one at once (``SplitPlan.materialize``).
+    and a small one at once (``SplitPlan.materialize``). ``skip(rows)`` passes over the next rows
+    without making them, drawing the numbers ``make`` would have drawn, so that the copies after
+    them are the same bits: each worker of a job makes its share of the copies that way.
     """
 
     CHUNK_MULTIPLE = 256
 
-    def __init__(self, kind: str, source: np.ndarray, label: int, make: Callable[[np.ndarray, slice], np.ndarray]):
-        # kind: what the copies are, for messages ("injected planets")
-        self.kind, self.source, self.label, self._make, self.done = kind, source, label, make, 0
+    def __init__(self, kind: str, source: np.ndarray, label: int, make: Callable[[np.ndarray, slice], np.ndarray],
+                 skip: Callable[[slice], None] | None = None):
+        # kind: what the copies are, for messages ("injected planets"); skip: draws what make draws, None if nothing
+        self.kind, self.source, self.label, self._make, self._skip, self.done = kind, source, label, make, skip, 0
 
     def __len__(self) -> int:
         return int(self.source.size)
 
-    def make(self, flux: np.ndarray) -> np.ndarray:
-        part = slice(self.done, self.done + len(flux))
-        if part.stop > len(self) or (part.stop < len(self) and len(flux) % self.CHUNK_MULTIPLE):
+    def _next(self, rows: int) -> slice:
+        part = slice(self.done, self.done + rows)
+        if part.stop > len(self) or (part.stop < len(self) and rows % self.CHUNK_MULTIPLE):
             raise ValueError(f"{self.kind} are made in order, in chunks of a multiple of "
                              f"{self.CHUNK_MULTIPLE} rows: got rows {part.start}-{part.stop} of {len(self)}")
         self.done = part.stop
-        return self._make(flux, part)
+        return part
+
+    def make(self, flux: np.ndarray) -> np.ndarray:
+        return self._make(flux, self._next(len(flux)))
+
+    def skip(self, rows: int) -> None:
+        part = self._next(rows)
+        if self._skip is not None:
+            self._skip(part)
 
 
 def plan_host_augmentation(source: np.ndarray, n: int, rng: np.random.Generator) -> Copies:
@@ -176,7 +188,11 @@ def plan_host_augmentation(source: np.ndarray, n: int, rng: np.random.Generator)
             rng.standard_normal((len(flux), n))
         return copied.astype(flux.dtype)
 
-    return Copies("augmented hosts", source, 1, make)
+    def skip(part: slice) -> None:
+        for start in range(part.start, part.stop, Copies.CHUNK_MULTIPLE):  # bounded memory
+            rng.standard_normal((min(Copies.CHUNK_MULTIPLE, part.stop - start), n))
+
+    return Copies("augmented hosts", source, 1, make, skip)
 
 
 def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
@@ -279,12 +295,18 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
         # Drawn block by block of ``chunk_rows``, in order, before the threads add them: the same
         # binaries whatever the chunks and the threads (the plan's chunks are multiples of 256).
-        signals = {start: eclipsing_binary(rng, np.broadcast_to(time, (min(chunk_rows, len(flux) - start), n)).copy())[0]
+        signals = {start: binary_light(draw_binaries(rng, min(chunk_rows, len(flux) - start)),
+                                       np.broadcast_to(time, (min(chunk_rows, len(flux) - start), n)).copy())[0]
                    for start in range(0, len(flux), chunk_rows)}
         # Centred: the out-of-eclipse light moves the signal's mean off zero.
         return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], centred=True, chunk_rows=chunk_rows)
 
-    return Copies("injected binaries", source, 0, make)
+    def skip(part: slice) -> None:
+        rows = part.stop - part.start
+        for start in range(0, rows, chunk_rows):
+            draw_binaries(rng, min(chunk_rows, rows - start))
+
+    return Copies("injected binaries", source, 0, make, skip)
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,

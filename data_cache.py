@@ -16,8 +16,10 @@ The index ``training_data.npz`` holds the rest, small:
     augmented_train          bool [rows]    row is a transformed copy of a training host
     source_test, line_test   file index and line of each test curve; ``files`` the file names
     file_rows                data rows of each file
-    arrays                   JSON text: the file of each array above
+    arrays                   JSON text: the file of each array above (a list of files, one per
+                             worker, when the workers of a job made it: ``shards.py``)
     fingerprint              JSON text: the inputs it was made from
+    shards                   JSON text, a job's cache only: what each worker loaded and made
 
 The fingerprint lists every data file (relative name, size, modification time) and every
 setting that shapes the arrays (preprocessing, split, seed, format version). When any of them
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -44,10 +47,11 @@ import numpy as np
 
 import atomic_io
 import fingerprints
+import shards
 from augmentation import SPLITS, Split
 from errors import TrainerError
 from memory import release_freed_memory
-from row_store import RowFile, RowFileWriter
+from row_store import RowFile, RowFiles, RowFileWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +91,41 @@ def array_file(path: Path, build: str, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def scratch_file(path: Path):
+def scratch_file(path: Path, share=None):
     """A hidden file beside the cache ``path`` for the loaded curves while the cache is built;
     deleted when the block ends. One that a killed run left is deleted first (the run lock on
-    the folder says no other run is using it)."""
+    the folder says no other run is using it).
+
+    ``share``: this worker's ``shards.Share`` in a multi-worker job: the file is named by it, so
+    that the other workers find it, and the chief has deleted any left over before (``remove_leftovers``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}*"):
-        stale.unlink(missing_ok=True)
-    scratch = path.with_name(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}{os.getpid()}.raw")
+    if share is None or share.workers == 1:
+        remove_stale_scratch(path)
+        scratch = path.with_name(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}{os.getpid()}.raw")
+    else:
+        scratch = share.scratch_file(path)
     try:
         yield scratch
     finally:
         scratch.unlink(missing_ok=True)
+        if share is not None:
+            share.loaded_file(path).unlink(missing_ok=True)
+
+
+def remove_stale_scratch(path: Path) -> None:
+    """Delete the scratch files (``scratch_file``) that killed runs left beside the cache ``path``."""
+    for stale in Path(path).parent.glob(f".{Path(path).stem}.loaded{atomic_io.TEMPORARY_MARK}*"):
+        stale.unlink(missing_ok=True)
 
 
 def remove_leftovers(path: Path, keep: TrainingData | None = None) -> list[Path]:
     """Delete the array files of the cache ``path`` that ``keep`` does not read (a crashed
     build's, a replaced cache's); without ``keep``, the index too."""
     path = Path(path)
-    kept = ({Path(split.flux.path) for split in keep.splits.values()} | {Path(keep.raw_test.path)}) if keep else set()
+    kept = {Path(p) for array in (*[split.flux for split in keep.splits.values()], keep.raw_test)
+            for p in array.paths} if keep else set()
     removed = []
     for stale in path.parent.glob(f"{path.stem}.*.npy"):
         if stale not in kept:
@@ -123,20 +142,22 @@ class _CacheWriter:
 
     Use as ``with _CacheWriter(path, shapes) as writer``: the arrays are written through
     ``writer[name]``, then ``finish`` writes the index; leaving the block on an exception before
-    that deletes the build's array files.
+    that deletes the build's array files. A worker of a job writes its shard (``suffix``, with
+    the job's common ``build`` name) and ``close``s it; the chief writes the index of them all.
     """
 
-    def __init__(self, path: Path, shapes: dict[str, tuple]):
+    def __init__(self, path: Path, shapes: dict[str, tuple], build: str | None = None, suffix: str = ""):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.path)  # an out-of-date or damaged cache is of no use, and its disk space is needed
+        if build is None:  # a job's chief removed what was left before any worker began to write
+            remove_leftovers(self.path)  # an out-of-date or damaged cache is of no use, and its disk space is needed
         check_room_for_cache(self.path, sum(4 * int(np.prod(s)) for s in shapes.values()))
-        self.build = f"{int(time.time())}-{os.getpid()}"
+        self.build = build or f"{int(time.time())}-{os.getpid()}"
         self.writers = {}
         self.finished = False
         try:
             for name, shape in shapes.items():
-                self.writers[name] = RowFileWriter(array_file(self.path, self.build, name), shape, np.float32)
+                self.writers[name] = RowFileWriter(array_file(self.path, self.build, name + suffix), shape, np.float32)
         except BaseException:
             self._abandon()
             raise
@@ -156,26 +177,64 @@ class _CacheWriter:
         for writer in self.writers.values():
             writer.abandon()
 
+    def close(self) -> dict[str, str]:
+        """Flush the arrays to disk; returns their file names."""
+        for writer in self.writers.values():
+            writer.close()
+        atomic_io.fsync_path(self.path.parent)
+        self.finished = True
+        return {name: writer.path.name for name, writer in self.writers.items()}
+
     def finish(self, splits: dict[str, Split], source_test, line_test, files, file_rows,
                fingerprint: dict) -> TrainingData:
         """Flush the arrays, then write the index atomically; returns the cache as ``load`` reads it."""
-        for writer in self.writers.values():
-            writer.close()
-        names = {name: writer.path.name for name, writer in self.writers.items()}
-        atomic_io.fsync_path(self.path.parent)
-        labels = {f"y_{name}": np.asarray(split.label, dtype=np.int8) for name, split in splits.items()}
-        rows = {f"index_{name}": np.asarray(split.index, dtype=np.int64) for name, split in splits.items()}
-        atomic_io.write_npz(self.path, **labels, **rows,
-                            augmented_train=np.asarray(splits["train"].augmented, dtype=bool),
-                            source_test=np.asarray(source_test), line_test=np.asarray(line_test),
-                            files=np.array(files, dtype=str), file_rows=np.array(file_rows, dtype=np.int64),
-                            arrays=np.array(json.dumps(names, sort_keys=True)),
-                            fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)))
-        self.finished = True
+        names = self.close()
+        write_index(self.path, names, splits, source_test, line_test, files, file_rows, fingerprint)
         return _open(self.path, names, splits, source_test, line_test, list(files), list(file_rows), fingerprint)
 
 
-def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
+def write_index(path: Path, names: dict, splits: dict[str, Split], source_test, line_test, files, file_rows,
+                fingerprint: dict, shards: list[dict] | None = None) -> None:
+    """Write the index ``path`` (module docstring) atomically, naming the array files ``names``
+    (a file, or a list of a job's shards, per array); ``shards`` records which worker made what."""
+    labels = {f"y_{name}": np.asarray(split.label, dtype=np.int8) for name, split in splits.items()}
+    rows = {f"index_{name}": np.asarray(split.index, dtype=np.int64) for name, split in splits.items()}
+    extra = {} if shards is None else {"shards": np.array(json.dumps(shards, sort_keys=True))}
+    atomic_io.write_npz(path, **labels, **rows,
+                        augmented_train=np.asarray(splits["train"].augmented, dtype=bool),
+                        source_test=np.asarray(source_test), line_test=np.asarray(line_test),
+                        files=np.array(files, dtype=str), file_rows=np.array(file_rows, dtype=np.int64),
+                        arrays=np.array(json.dumps(names, sort_keys=True)),
+                        fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)), **extra)
+
+
+def _chunks(plan, name: str) -> list[tuple]:
+    """The chunks stage 4 makes of split ``name``, in order: (rows of the loaded curves, their
+    ``Copies`` or None): the split's own curves, then (training split) each kind of copy."""
+    sources = [(plan.rows[name], None)] + ([(c.source, c) for c in plan.copies] if name == "train" else [])
+    return [(rows[start:start + CHUNK_ROWS], copies) for rows, copies in sources
+            for start in range(0, rows.size, CHUNK_ROWS)]
+
+
+def _job_build_name(fingerprint: dict) -> str:
+    """The build name every worker of a job gives its shard files: from what the cache is made of.
+    (The chief deleted any cache files left before the workers began: stage 2.)"""
+    return "job-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def divide(sizes: list[int], workers: int) -> list[tuple[int, int]]:
+    """Chunks of ``sizes`` rows in order, divided into ``workers`` contiguous runs of about equal
+    rows: (first chunk, end chunk) of each run; a run may be empty.
+
+    >>> divide([2048, 2048, 2048, 100], 2)
+    [(0, 2), (2, 4)]
+    """
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    bounds = [0] + [int(np.argmin(np.abs(starts - starts[-1] * j / workers))) for j in range(1, workers)] + [len(sizes)]
+    return [(bounds[j], max(bounds[j], bounds[j + 1])) for j in range(workers)]
+
+
+def build(path: Path, curves, plan, fingerprint: dict, config, share=None, synchronise=None) -> TrainingData:
     """Stage [4/7]: make the training copies, preprocess every split and write the cache to ``path``.
 
     A chunk of curves at a time (``CHUNK_ROWS``): read from the loaded curves, copied and
@@ -183,46 +242,97 @@ def build(path: Path, curves, plan, fingerprint: dict, config) -> TrainingData:
     cache's array files; memory stays bounded whatever the number of curves. Logs a line every
     ``PROGRESS_SECONDS``.
 
+    In a multi-worker job (``share``: this worker's ``shards.Share``) each worker makes a
+    contiguous run of each split's chunks (``divide``) into files of its own, its shard, passing
+    over the others' chunks without reading or making them (``Copies.skip`` keeps the random
+    numbers in step): the arrays are the same bits as one process makes. Once every shard is
+    written (``synchronise``: a barrier of the job), the chief writes the index, which names
+    every shard and records which worker made which rows and loaded which files; then every
+    worker reads it back.
+
     Args:
         path: the cache's index file (``training_data.npz``).
         curves: LoadedCurves (``flux`` a RowFile or an array of the raw curves).
         plan: ``augmentation.SplitPlan`` of those curves.
         fingerprint: from ``make_fingerprint``.
         config: PreprocessingConfig.
+        share: ``shards.Share`` of a multi-worker job, or None.
+        synchronise: returns once every worker of the job has called it (with ``share``).
 
     Returns:
         The cache, as ``load`` reads it.
     """
     from preprocessing import preprocess
 
+    workers, me = (1, 0) if share is None else (share.workers, share.index)
     length = config.sequence_length
     splits = {name: plan.split(name) for name in SPLITS}
-    shapes = {f"X_{name}": (len(split), length, 1) for name, split in splits.items()}
-    shapes["raw_test"] = (len(splits["test"]), length)
-    total, done, last_report, started = sum(len(s) for s in splits.values()), 0, time.perf_counter(), time.perf_counter()
-    with _CacheWriter(path, shapes) as writer:
+    chunks = {name: _chunks(plan, name) for name in SPLITS}
+    runs = {name: divide([len(rows) for rows, _ in chunks[name]], workers) for name in SPLITS}
+
+    def rows_of(name: str, worker: int) -> tuple[int, int]:
+        first, end = runs[name][worker]
+        before = sum(len(rows) for rows, _ in chunks[name][:first])
+        return before, before + sum(len(rows) for rows, _ in chunks[name][first:end])
+
+    mine = {name: rows_of(name, me) for name in SPLITS}
+    shapes = {f"X_{name}": (stop - start, length, 1) for name, (start, stop) in mine.items()}
+    shapes["raw_test"] = (mine["test"][1] - mine["test"][0], length)
+    if workers > 1:
+        shapes = {name: shape for name, shape in shapes.items() if shape[0]}  # no file for no rows
+        build_name = _job_build_name(fingerprint)
+    total = sum(stop - start for start, stop in mine.values())
+    done, last_report, started = 0, time.perf_counter(), time.perf_counter()
+    with _CacheWriter(path, shapes, *((build_name, share.suffix) if workers > 1 else ())) as writer:
         for name in SPLITS:
-            # The split's own curves, then (training split) each kind of copy, in the plan's order.
-            sources = [(plan.rows[name], None)] + ([(c.source, c) for c in plan.copies] if name == "train" else [])
+            first, end = runs[name][me]
             position = 0
-            for rows, copies in sources:
-                for start in range(0, rows.size, CHUNK_ROWS):
-                    flux = curves.flux.take(rows[start:start + CHUNK_ROWS], axis=0)
+            for number, (rows, copies) in enumerate(chunks[name]):
+                if not first <= number < end:  # another worker's
                     if copies is not None:
-                        flux = copies.make(flux)
-                    elif name == "test":
-                        writer["raw_test"].write(position, flux)
-                    writer[f"X_{name}"].write(position, preprocess(flux, config))
-                    position += len(flux)
-                    done += len(flux)
-                    if time.perf_counter() - last_report > PROGRESS_SECONDS:
-                        last_report = time.perf_counter()
-                        log.info("  preprocessed %d of %d curves (%.0f%%, %s), %.0f s", done, total,
-                                 100 * done / total, copies.kind if copies else f"{name} split",
-                                 last_report - started)
+                        copies.skip(len(rows))
+                    continue
+                flux = curves.flux.take(rows, axis=0)
+                if copies is not None:
+                    flux = copies.make(flux)
+                elif name == "test":
+                    writer["raw_test"].write(position, flux)
+                writer[f"X_{name}"].write(position, preprocess(flux, config))
+                position += len(flux)
+                done += len(flux)
+                if time.perf_counter() - last_report > PROGRESS_SECONDS:
+                    last_report = time.perf_counter()
+                    log.info("  preprocessed %d of %d curves (%.0f%%, %s), %.0f s", done, total,
+                             100 * done / total, copies.kind if copies else f"{name} split", last_report - started)
         test = plan.rows["test"]
-        data = writer.finish(splits, curves.source[test], curves.line[test], curves.files,
-                             [r["rows"] for r in curves.report], fingerprint)
+        index = (splits, curves.source[test], curves.line[test], curves.files, [r["rows"] for r in curves.report],
+                 fingerprint)
+        if workers == 1:
+            data = writer.finish(*index)
+        else:
+            writer.close()
+    if workers > 1:
+        synchronise()  # every shard is on disk
+        if share.is_chief:
+            names, records = {}, []
+            for worker, record in enumerate(shards.records(share, curves)):
+                record = dict(record, rows={})
+                for name in SPLITS:
+                    start, stop = rows_of(name, worker)
+                    record["rows"][f"X_{name}"] = [start, stop]
+                    if name == "test":
+                        record["rows"]["raw_test"] = [start, stop]
+                for array, (start, stop) in record["rows"].items():
+                    if stop > start:
+                        suffix = share.suffix_of(worker)
+                        names.setdefault(array, []).append(array_file(path, build_name, array + suffix).name)
+                records.append(record)
+            write_index(path, names, *index, shards=records)
+        synchronise()  # the index is written
+        data = load(path, fingerprint)
+        if data is None:
+            raise TrainerError(f"the data cache {path} that the workers prepared cannot be read back (above); "
+                               "rerun the job to prepare it again")
     release_freed_memory()
     return data
 
@@ -246,7 +356,10 @@ def _open(path: Path, names: dict[str, str], splits: dict[str, Split], source_te
     Raises:
         ValueError, OSError: an array file is missing, damaged, or of other rows than the index.
     """
-    arrays = {name: RowFile.open_npy(path.with_name(names[name])) for name in ARRAY_NAMES}
+    # One file per array, or (a multi-worker job's cache) the shard of each worker, in order.
+    arrays = {name: RowFile.open_npy(path.with_name(names[name])) if isinstance(names[name], str) else
+              RowFiles([RowFile.open_npy(path.with_name(shard)) for shard in names[name]])
+              for name in ARRAY_NAMES}
     for name, split in splits.items():
         split.flux = arrays[f"X_{name}"]
         if not (len(split.flux) == len(split.label) == len(split.index) == len(split.augmented)):

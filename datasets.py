@@ -81,6 +81,7 @@ class LoadedCurves:
     source: np.ndarray             # [rows] int32 index into ``files``
     line: np.ndarray               # [rows] int64 line in its file (header = 1); window number for one-star files
     star: np.ndarray | None = None  # [rows] int64: windows of one star share it (split and prediction group by it)
+    star_names: list[str] = field(default_factory=list)  # survey files' stars, by number: -1 is the first
     files: list[str] = field(default_factory=list)
     report: list[dict] = field(default_factory=list)  # per file: rows, filled, dropped, length
 
@@ -556,7 +557,8 @@ def _describe_repairs(report: dict, config: PreprocessingConfig) -> str:
 
 
 def load_light_curves(files: list[DataFile], config: PreprocessingConfig, require_labels: bool = True,
-                      survey_labels: dict[str, int] | None = None, spill_to: Path | None = None) -> LoadedCurves:
+                      survey_labels: dict[str, int] | None = None, spill_to: Path | None = None,
+                      check_classes: bool = True) -> LoadedCurves:
     """Load every file into windows; see the module docstring for the layouts.
 
     Args:
@@ -567,6 +569,8 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig, requir
         spill_to: a scratch file for the curves, written as they load (a block of rows at a
             time), so that memory stays bounded whatever the data size; ``flux`` is then a
             ``RowFile`` reading it. None: the curves stay in memory.
+        check_classes: with ``require_labels``, refuse curves of one class only (False for one
+            worker's share of the files: ``shards.gather`` checks them all).
 
     Raises:
         DataError: naming the first bad file (and line/column), or when the labels across all
@@ -631,15 +635,24 @@ def load_light_curves(files: list[DataFile], config: PreprocessingConfig, requir
         source=np.concatenate(sources) if sources else np.empty(0, np.int32),
         line=np.concatenate(lines) if lines else np.empty(0, np.int64),
         star=np.concatenate(stars) if stars else np.empty(0, np.int64),
-        files=[f.name for f in files], report=reports)
-    if require_labels:
-        if curves.label.size == 0:
-            raise DataError("no usable light curves in the data files; every row was dropped as mostly missing")
-        for value, name in ((1, "planet hosts (LABEL 2)"), (0, "non-hosts (LABEL 1)")):
-            if not (curves.label == value).any():
-                raise DataError(f"all {curves.label.size} curves in {', '.join(curves.files[:3])} are of one "
-                                f"class: no {name}; add labelled curves of both classes")
+        star_names=list(star_ids), files=[f.name for f in files], report=reports)
+    if require_labels and check_classes:
+        check_both_classes(curves)
     return curves
+
+
+def check_both_classes(curves: LoadedCurves) -> None:
+    """Refuse curves that cannot train a classifier.
+
+    Raises:
+        DataError: no curves, or curves of one class only.
+    """
+    if curves.label.size == 0:
+        raise DataError("no usable light curves in the data files; every row was dropped as mostly missing")
+    for value, name in ((1, "planet hosts (LABEL 2)"), (0, "non-hosts (LABEL 1)")):
+        if not (curves.label == value).any():
+            raise DataError(f"all {curves.label.size} curves in {', '.join(curves.files[:3])} are of one "
+                            f"class: no {name}; add labelled curves of both classes")
 
 
 def label_survey_files(files: list[DataFile], labels_path: Path | None,

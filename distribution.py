@@ -245,6 +245,44 @@ def lost_worker_reason(error) -> str:
     return f"{type(error).__name__}: " + str(error).split("aborted by:")[-1].strip().splitlines()[0][:100]
 
 
+def agree(strategy, value: bool, what: str) -> bool:
+    """``value``, once every worker has reached this point with the same one (a barrier too).
+
+    Raises:
+        DistributionError: the workers differ (``what`` says in what).
+        WorkerLost: a worker stopped before reaching it.
+    """
+    if not is_multi_worker(strategy):
+        return value
+    total = _sum_over_replicas(strategy, [float(bool(value))])[0]
+    if 0.5 < total < replicas(strategy) - 0.5:
+        raise DistributionError(f"the workers differ on {what} (this one: {'yes' if value else 'no'}); every "
+                                f"worker must read the same data and checkpoint folders: share them, and rerun")
+    return value
+
+
+def check_same_data(strategy, fingerprint: dict) -> None:
+    """Raise unless every worker found the same data files and settings (the data fingerprint).
+
+    Raises:
+        DistributionError: the workers see different files or settings.
+        WorkerLost: a worker stopped before reaching it.
+    """
+    if not is_multi_worker(strategy):
+        return
+    import hashlib
+
+    # Two 12-bit parts of its digest: each, and its square, exact in float32; sums of a number
+    # and of its square over the workers equal count times the worker's own only if all are equal.
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+    parts = [float(int(digest[:3], 16)), float(int(digest[3:6], 16))]
+    mine = [1.0] + [value for part in parts for value in (part, part * part)]
+    total = _sum_over_replicas(strategy, mine)
+    if any(abs(got - total[0] * want) > 0.5 for got, want in zip(total[1:], mine[1:])):
+        raise DistributionError("the workers see different data files or settings (the data fingerprint differs); "
+                                "every worker must read the same data folder and --config: share them, and rerun")
+
+
 def check_same_epoch(strategy, epoch: int) -> None:
     """Raise unless every worker resumes at ``epoch`` (sums of the epoch and its square over replicas).
 
@@ -268,14 +306,22 @@ def _sum_over_replicas(strategy, values: list[float]) -> list[float]:
     Raises:
         WorkerLost: a worker stopped before reaching it.
     """
+    import gc
+
     import tensorflow as tf
 
     try:
         total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(values)), axis=None)
     except lost_worker_errors() as error:
-        raise WorkerLost(f"another worker of the job stopped before training ({lost_worker_reason(error)}); rerun "
-                         f"the same command on every machine") from None
-    return [float(value) for value in total]
+        reason = lost_worker_reason(error)
+    else:
+        return [float(value) for value in total]
+    # The failed eager all-reduce left TensorFlow's thread pool open (cross_device_ops.py maps
+    # over a ThreadPool and closes it only on success); collected now, with the traceback that
+    # held it, it closes quietly, where at exit it would print "Exception ignored in Pool.__del__".
+    gc.collect()
+    raise WorkerLost(f"another worker of the job stopped before training ({reason}); rerun the same command on "
+                     f"every machine")
 
 
 def localhost_tf_configs(workers: int) -> list[str]:

@@ -7,9 +7,11 @@
 
 The run is seven stages, each one call into its module:
     [1/7] Discovering datasets   datasets.find_datasets         (generate_built_in if none)
-    [2/7] Loading datasets       datasets.load_light_curves     (or the cached split: stages 2-4 done)
+    [2/7] Loading datasets       datasets.load_light_curves     (or the cached split: stages 2-4 done;
+                                                                 multi-worker: each its share, shards.gather)
     [3/7] Augmenting             augmentation.plan_split        (the split and its copies, planned)
-    [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz (+ its .npy arrays)
+    [4/7] Preprocessing          data_cache.build -> checkpoints/training_data.npz (+ its .npy arrays;
+                                                                 multi-worker: each its share)
     [5/7] Building model         training.prepare_model         (restored from the checkpoint;
                                                                  --distribute: under its strategy)
     [6/7] Training               training.train                 (checkpoint after every epoch)
@@ -27,6 +29,7 @@ import time
 import atomic_io
 import data_cache
 import distribution
+import shards
 import training
 from augmentation import SPLITS, plan_split
 from checkpoint_callback import CheckpointStore
@@ -99,26 +102,33 @@ def run(settings, task, writes) -> None:
     """
     paths = settings.paths
     started = time.perf_counter()
-    strategy = None
-    if not task.is_chief or task.kind == "mirrored":
-        # A worker joins first: joining waits for every worker, and the chief joins after stage 4,
-        # so its data and cache are complete. Mirrored: no GPU is said before the data stages.
-        if not task.is_chief:
-            log.info("Joining the multi-worker job as %s (TF_CONFIG); the chief writes every shared file",
-                     task.describe())
-        strategy = distribution.make_strategy(task)
+    # Before any other TensorFlow operation (mirrored: no GPU is said before the data stages). A
+    # multi-worker job's workers join here: they share stages 2 and 4 (shards.py), in step at
+    # the job's barriers (``synchronise``). Without --distribute: nothing, TensorFlow loads at stage 5.
+    if not task.is_chief:
+        log.info("Joining the multi-worker job as %s (TF_CONFIG); the workers share the data preparation, the "
+                 "chief writes every other shared file", task.describe())
+    strategy = distribution.make_strategy(task)
+
+    def synchronise():
+        distribution.barrier(strategy)
 
     announce(1, "Discovering datasets")
-    files = find_datasets(paths.data_dir, data_cache.known_row_counts(paths.cache_file), settings.labels)
-    if not files and not task.is_chief:
-        raise distribution.DistributionError(
-            f"no light-curve files in {paths.data_dir} on this worker: every worker reads the chief's data; share "
-            f"the data folder, or copy it with its times (rsync -a), and rerun")
-    if not files:
+    known_rows = data_cache.known_row_counts(paths.cache_file)
+    files = find_datasets(paths.data_dir, known_rows, settings.labels) if task.is_chief else []
+    if not files and task.is_chief:
         files = generate_built_in(paths.data_dir, settings.synthetic, settings.seed)
+    synchronise()  # the other workers look once the chief has written any built-in data
+    if not task.is_chief:
+        files = find_datasets(paths.data_dir, known_rows, settings.labels)
+        if not files:
+            raise distribution.DistributionError(
+                f"no light-curve files in {paths.data_dir} on this worker: every worker reads the chief's data; "
+                f"share the data folder, or copy it with its times (rsync -a), and rerun")
     files, survey_labels, labels_identity = label_survey_files(files, settings.labels, settings.allow_unlabelled)
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed, labels_identity)
+    distribution.check_same_data(strategy, fingerprint)
     # A checkpoint that stage 5 would refuse is refused now, before any file is written (by the
     # chief: the other workers read its checkpoint at stage 5, once it has restored it).
     if task.is_chief:
@@ -128,13 +138,22 @@ def run(settings, task, writes) -> None:
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)
     if task.is_chief:
-        data_cache.remove_leftovers(writes.cache_file, keep=data)  # what a killed build left
-    if data is None:
-        # The loaded curves go to a scratch file beside the cache and every stage reads them by
-        # rows from there: the memory stays bounded whatever the size of the data.
-        with data_cache.scratch_file(writes.cache_file) as scratch:
+        data_cache.remove_leftovers(paths.cache_file, keep=data)  # what a killed build left
+        data_cache.remove_stale_scratch(paths.cache_file)
+    if distribution.agree(strategy, data is None, "whether the data cache must be built"):
+        # Each worker loads its share of the files (all of them, alone) to a scratch file beside
+        # the cache, and every stage reads the curves by rows from there: the memory stays
+        # bounded whatever the size of the data.
+        share = shards.share_files(files, task.index, task.workers)
+        with data_cache.scratch_file(paths.cache_file, share) as scratch:
             step = time.perf_counter()
-            curves = load_light_curves(files, settings.preprocessing, survey_labels=survey_labels, spill_to=scratch)
+            mine = share.files(files)
+            if share.workers > 1:
+                log.info("This worker loads %d of the %d files; the other workers, the rest", len(mine), len(files))
+            curves = load_light_curves(mine, settings.preprocessing, survey_labels=survey_labels, spill_to=scratch,
+                                       check_classes=share.workers == 1)
+            curves = shards.gather(curves, share, files, paths.cache_file, settings.preprocessing.sequence_length,
+                                   synchronise)
             log.info("Loaded %d curves (%d planet hosts) in %.1f s", curves.label.size, int(curves.label.sum()),
                      time.perf_counter() - step)
 
@@ -145,10 +164,12 @@ def run(settings, task, writes) -> None:
 
             announce(4, "Preprocessing")
             step = time.perf_counter()
-            data = data_cache.build(writes.cache_file, curves, plan, fingerprint, settings.preprocessing)
+            data = data_cache.build(paths.cache_file, curves, plan, fingerprint, settings.preprocessing, share,
+                                    synchronise)
             curves.flux.close()  # so that deleting the scratch file frees its disk space now, not at exit
-            log.info("Made the copies and preprocessed %d curves in %.1f s; saved the split to %s",
-                     sum(len(s) for s in data.splits.values()), time.perf_counter() - step, writes.cache_file)
+            log.info("Made the copies and preprocessed %d curves in %.1f s%s; saved the split to %s",
+                     sum(len(s) for s in data.splits.values()), time.perf_counter() - step,
+                     f" ({share.workers} workers)" if share.workers > 1 else "", paths.cache_file)
     else:
         announce(3, "Augmenting")
         log_split_sizes(data.splits)
@@ -157,8 +178,6 @@ def run(settings, task, writes) -> None:
     log.info("Stages 1-4 took %.1f s", time.perf_counter() - started)
 
     announce(5, "Building model")
-    if strategy is None:
-        strategy = distribution.make_strategy(task)  # TensorFlow loads here; multi-worker: waits for the workers
     # The other workers restore the chief's checkpoint, once the chief has, and save into their temporary folder.
     prepared = training.prepare_model(data, settings.model, settings.training, settings.seed, writes, settings.fresh,
                                       strategy=strategy, synchronise=lambda: distribution.barrier(strategy),

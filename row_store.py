@@ -8,7 +8,8 @@ that holds them, and the kernel's page cache (not the process) keeps what is rea
 
 It answers the parts of the ndarray interface the stages use: ``len``, ``shape``, ``dtype``,
 ``[i]``, ``[start:stop]``, ``take(rows, axis=0)`` and ``np.asarray`` (the whole array, for small
-data and tests). ``RowFileWriter`` creates a ``.npy`` file of a known shape and writes rows at
+data and tests). ``RowFiles`` reads several such files as one array (the shards that the workers of
+a job prepared). ``RowFileWriter`` creates a ``.npy`` file of a known shape and writes rows at
 any position, so curves can be written to where they belong as they are made.
 """
 
@@ -20,6 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from memory import aligned_empty
+
+
+def _row_numbers(rows, axis: int, length: int) -> np.ndarray:
+    """``take``'s row numbers, checked and made non-negative, as ``ndarray.take`` reads them."""
+    if axis != 0:
+        raise ValueError("rows are read whole: axis must be 0")
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if rows.size and (rows.min() < -length or rows.max() >= length):
+        raise IndexError(f"row index out of range for {length} rows")
+    return np.where(rows < 0, rows + length, rows)
 
 
 class RowFile:
@@ -55,6 +66,10 @@ class RowFile:
         if size != offset + array.nbytes:
             raise ValueError(f"{size:,} bytes where the header says {offset + array.nbytes:,} (truncated or extended)")
         return array
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -94,12 +109,7 @@ class RowFile:
 
     def take(self, rows, axis: int = 0) -> np.ndarray:
         """The given rows, in the given order (repeats allowed), as a new array; as ``ndarray.take``."""
-        if axis != 0:
-            raise ValueError("RowFile.take reads whole rows: axis must be 0")
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
-            raise IndexError(f"row index out of range for {len(self)} rows")
-        rows = np.where(rows < 0, rows + len(self), rows)
+        rows = _row_numbers(rows, axis, len(self))
         out = aligned_empty((rows.size,) + self.row_shape, self.dtype)
         # One read per run of consecutive rows: a sorted selection reads almost sequentially.
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
@@ -119,6 +129,60 @@ class RowFile:
     def __array__(self, dtype=None, copy=None):
         whole = self.read(0, len(self))
         return whole if dtype is None else whole.astype(dtype)
+
+
+class RowFiles:
+    """Several ``RowFile``s of one row shape and dtype read as one array, their rows one after another.
+
+    A cache prepared by the workers of a job is one file per worker for each array (its shard);
+    the rows of the job's loaded curves, one scratch file per worker. Same interface as ``RowFile``.
+    """
+
+    def __init__(self, parts: list[RowFile]):
+        if not parts:
+            raise ValueError("RowFiles needs at least one file")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.row_shape != first.row_shape or part.dtype != first.dtype:
+                raise ValueError(f"{part.path}: rows of {part.dtype} {part.row_shape}, not {first.dtype} "
+                                 f"{first.row_shape} as in {first.path}")
+        self.parts, self.row_shape, self.dtype = list(parts), first.row_shape, first.dtype
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+        self.shape = (int(self.starts[-1]),) + self.row_shape
+        self.nbytes = sum(part.nbytes for part in parts)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [part.path for part in self.parts]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"RowFiles({[str(p) for p in self.paths]!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop, _ = slice(start, stop).indices(len(self))
+        return self.take(np.arange(start, stop))
+
+    def take(self, rows, axis: int = 0) -> np.ndarray:
+        """The given rows, in the given order, as ``RowFile.take``; each file reads its own."""
+        rows = _row_numbers(rows, axis, len(self))
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        if rows.size and (which == which[0]).all():
+            return self.parts[which[0]].take(rows - self.starts[which[0]])
+        out = aligned_empty((rows.size,) + self.row_shape, self.dtype)
+        for number in np.unique(which):
+            mine = which == number
+            out[mine] = self.parts[number].take(rows[mine] - self.starts[number])
+        return out
+
+    __getitem__ = RowFile.__getitem__
+    __array__ = RowFile.__array__
 
 
 class RowFileWriter:

@@ -204,13 +204,13 @@ def transit_loss(time, period, epoch, depth, density, u1, u2, impact):
     return _exposure_average(loss, time), duration
 
 
-def eclipsing_binary(rng, time):
-    """Eclipses, ellipsoidal and reflection light of one binary per row of ``time`` [rows, cadences] (days).
+def draw_binaries(rng, rows: int) -> dict:
+    """The random parameters of ``rows`` eclipsing binaries (``binary_light``), drawn in a fixed order.
 
-    Returns (relative flux change, period, primary depth, epoch, eclipses in the window, eclipse
-    duration, diluted): 30 % are diluted by a third star (depth 0.3-3 %), the rest 3-50 % deep.
+    Drawing is separate from modelling so that a caller can draw a block's numbers without
+    modelling its light (``augmentation``: a worker making its share of the copies keeps the
+    generator in step with the others).
     """
-    rows = time.shape[0]
     period = log_uniform(rng, 0.3, 30.0, rows)
     epoch = rng.uniform(0.0, 1.0, rows) * period
     diluted = rng.random(rows) < 0.3
@@ -221,6 +221,15 @@ def eclipsing_binary(rng, time):
     offset = rng.uniform(-0.02, 0.02, rows)  # e cos(omega) shifts the secondary eclipse
     ellipsoidal = log_uniform(rng, 1e-4, 1e-2, rows) * np.where(diluted, 0.1, 1.0)
     reflection = ellipsoidal * rng.uniform(0.0, 0.3, rows)
+    return dict(period=period, epoch=epoch, diluted=diluted, depth=depth, width=width, flat=flat,
+                secondary=secondary, offset=offset, ellipsoidal=ellipsoidal, reflection=reflection)
+
+
+def binary_light(binaries: dict, time):
+    """Eclipses, ellipsoidal and reflection light of the binaries of ``draw_binaries`` at ``time``
+    [rows, cadences] (days); returns as ``eclipsing_binary``."""
+    period, epoch, depth, width, flat = (binaries[k] for k in ("period", "epoch", "depth", "width", "flat"))
+    secondary, offset = binaries["secondary"], binaries["offset"]
 
     def eclipses(t):
         phase = ((t - epoch[:, None]) / period[:, None]) % 1.0
@@ -234,11 +243,20 @@ def eclipsing_binary(rng, time):
         return depth[:, None] * (primary + secondary[:, None] * secondary_shape)
 
     phase = 2.0 * np.pi * (time - epoch[:, None]) / period[:, None]
-    out_of_eclipse = -ellipsoidal[:, None] * np.cos(2.0 * phase) - reflection[:, None] * np.cos(phase)
+    out_of_eclipse = -binaries["ellipsoidal"][:, None] * np.cos(2.0 * phase) - binaries["reflection"][:, None] * np.cos(phase)
     first = epoch + np.ceil((time[:, 0] - epoch) / period) * period
     n_eclipses = np.maximum(0, np.floor((time[:, -1] - first) / period) + 1).astype(int)
     return (-_exposure_average(eclipses, time) + out_of_eclipse, period, depth, epoch, n_eclipses, width * period,
-            diluted)
+            binaries["diluted"])
+
+
+def eclipsing_binary(rng, time):
+    """Eclipses, ellipsoidal and reflection light of one binary per row of ``time`` [rows, cadences] (days).
+
+    Returns (relative flux change, period, primary depth, epoch, eclipses in the window, eclipse
+    duration, diluted): 30 % are diluted by a third star (depth 0.3-3 %), the rest 3-50 % deep.
+    """
+    return binary_light(draw_binaries(rng, time.shape[0]), time)
 
 
 def _sensitivity_dropout(rng, time):

@@ -82,13 +82,17 @@ def final_digest(text):
     return lines[-1].split()[-1]
 
 
-def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_data, tmp_path):
+def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tmp_path):
+    from synthetic_data import SyntheticConfig, write_synthetic_dataset
+
     scratch = tmp_path / "tmp"
     scratch.mkdir()
+    data = tmp_path / "data"  # two files: each worker loads one (shards.py)
+    write_synthetic_dataset(data, SyntheticConfig(**TINY_CONFIG["synthetic"] | {"files": 2}), seed=7)
     runs = {}
     for name in ("reference", "killed"):
         (tmp_path / name).mkdir()
-        runs[name] = make_workdir(tmp_path / name, tiny_data)
+        runs[name] = make_workdir(tmp_path / name, data)
         (runs[name] / "tiny.json").write_text(json.dumps(TINY_CONFIG))
 
     # An uninterrupted two-worker job.
@@ -98,6 +102,13 @@ def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tiny_d
     digests = [final_digest(output(reference, i)) for i in range(2)]
     assert digests[0] == digests[1]                      # both workers end with the same weights
     assert "Distributed over 2 replicas: global batch 32" in output(reference, 0)
+    # The workers shared the data preparation: each loaded one file and made part of the cache.
+    for index in range(2):
+        assert "This worker loads 1 of the 2 files" in output(reference, index)
+    with np.load(reference / "checkpoints" / "training_data.npz", allow_pickle=False) as cache:
+        records = json.loads(str(cache["shards"]))
+        train_shards = json.loads(str(cache["arrays"]))["X_train"]
+    assert [len(record["files"]) for record in records] == [1, 1] and len(train_shards) == 2
 
     # The same job, worker 1 killed once the chief has saved epoch 2.
     killed = runs["killed"]

@@ -135,7 +135,7 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
 
 
 def test_row_file_reads_what_np_load_reads_by_rows_and_refuses_damage(tmp_path):
-    from row_store import RowFile, RowFileWriter
+    from row_store import RowFile, RowFiles, RowFileWriter
 
     x = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)
     np.save(tmp_path / "x.npy", x)
@@ -149,6 +149,16 @@ def test_row_file_reads_what_np_load_reads_by_rows_and_refuses_damage(tmp_path):
     assert rows[5:].shape == (0, 3, 2)
     with pytest.raises(IndexError):
         rows.take([5])
+
+    # Several files read as one array (a multi-worker job's shards), rows in any order across them.
+    np.save(tmp_path / "y.npy", x[:2] + 100)
+    both = RowFiles([rows, RowFile.open_npy(tmp_path / "y.npy")])
+    joined = np.concatenate([x, x[:2] + 100])
+    assert both.shape == (7, 3, 2) and np.array_equal(np.asarray(both), joined)
+    assert np.array_equal(both.take([6, 0, 5, 4, -2], axis=0), joined.take([6, 0, 5, 4, -2], axis=0))
+    assert np.array_equal(both[3:6], joined[3:6]) and both.paths == [tmp_path / "x.npy", tmp_path / "y.npy"]
+    with pytest.raises(ValueError, match="rows of"):
+        RowFiles([rows, RowFile(tmp_path / "y.npy", (2, 6), np.float32)])
 
     # Written by rows at any position, it reads back as np.load reads it.
     writer = RowFileWriter(tmp_path / "w.npy", (5, 3, 2), np.float32)
