@@ -32,7 +32,9 @@ Compiled with Adam and binary cross-entropy; reports accuracy, ROC AUC (``auc``)
 (``pr_auc``), precision and recall. Class imbalance is handled by the training loop
 (per-sample class weights), not here.
 
-``predict_scores`` scores curves batch by batch with ``predict_on_batch``: ``model.predict``
+``predict_scores`` scores curves as the mean of the model's output over four views of each
+(``views``: as it is, reversed in time, and both shifted by half the window), batch by batch
+with ``predict_on_batch``: ``model.predict``
 builds a tf.data pipeline that, under op determinism, logs an error line (a graph rewrite drops
 an attribute) and costs a pipeline per call.
 
@@ -140,10 +142,29 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     return model
 
 
+def views(batch: np.ndarray) -> np.ndarray:
+    """The four views of each curve that ``predict_scores`` averages, stacked: [4 * rows, ...].
+
+    The curve as it is, reversed in time, and both shifted circularly by half the window: a
+    transit is the same dip read backwards (the training host copies are reversed and shifted
+    too), and where in the window it falls says nothing of it.
+    """
+    half = batch.shape[1] // 2
+    shifted = np.roll(batch, half, axis=1)
+    return np.concatenate([batch, batch[:, ::-1], shifted, shifted[:, ::-1]])
+
+
 def predict_scores(model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's output (planet-host probability) for each curve, float64."""
+    """The planet-host probability of each curve, float64: the model's output averaged over the
+    curve's four ``views``, the one scorer of validation thresholds, test metrics, completeness
+    and ``--predict``.
+
+    Averaging the views steadies the network's score: on 5000 unseen built-in curves the default
+    model's PR AUC rose from 0.572 to 0.595 and its ROC AUC from 0.810 to 0.813 (README, "Measured").
+    """
     scores = np.empty(len(inputs), dtype=np.float64)
     for start in range(0, len(inputs), batch_size):
         batch = np.asarray(inputs[start:start + batch_size])
-        scores[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch))[:, 0]
+        output = np.asarray(model.predict_on_batch(views(batch)), dtype=np.float64)[:, 0]
+        scores[start:start + len(batch)] = output.reshape(4, len(batch)).mean(axis=0)
     return scores
