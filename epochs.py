@@ -1,8 +1,9 @@
 """The epoch runner: training whose batch order and dropout masks depend only on (seed, epoch).
 
 Everything an epoch depends on that is not saved in the checkpoint is a pure function of
-(seed, epoch) here: the batch order (``epoch_order``) and the dropout seeds
-(``reset_random_state``). The whole run is one ``model.fit`` on one dataset that yields the
+(seed, epoch) here: the batch order (``epoch_order``), the view each training curve is read in
+(``epoch_views``: shifted circularly and reversed in time at random, ``TrainingConfig.random_views``)
+and the dropout seeds (``reset_random_state``). The whole run is one ``model.fit`` on one dataset that yields the
 epochs' batches back to back (``EpochRunner``); see training.py for why that gives exact resume.
 """
 
@@ -22,6 +23,26 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
 def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
     """The batch order of one epoch: a pure function of (seed, epoch), so a resumed run replays it."""
     return np.random.default_rng([seed, 4, epoch]).permutation(rows)
+
+
+def epoch_views(seed: int, epoch: int, rows: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """How each training curve is read in one epoch: (circular shift in cadences, reversed in time),
+    each [rows], a pure function of (seed, epoch), so a resumed run replays it."""
+    rng = np.random.default_rng([seed, 12, epoch])
+    return rng.integers(0, length, rows), rng.random(rows) < 0.5
+
+
+def view_rows(x: np.ndarray, shift: np.ndarray, reverse: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` [rows, length, ...] shifted circularly by ``shift`` and then reversed where ``reverse``.
+
+    >>> view_rows(np.arange(8.0).reshape(2, 4), np.array([1, 1]), np.array([False, True])).tolist()
+    [[3.0, 0.0, 1.0, 2.0], [6.0, 5.0, 4.0, 7.0]]
+    """
+    length = x.shape[1]
+    index = np.arange(length)[None, :]
+    index = np.where(reverse[:, None], length - 1 - index, index)
+    index = (index - shift[:, None]) % length
+    return np.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
 def reset_random_state(model, seed: int, epoch: int) -> int:
@@ -67,19 +88,39 @@ def row_reader(source, row_shape: tuple):
     return rows_of
 
 
+def view_reader(source, row_shape: tuple):
+    """As ``row_reader``, each row read as ``view_rows`` makes it: (rows, shifts, reversed) -> float32."""
+    import tensorflow as tf
+
+    def read(rows, shift, reverse):
+        return view_rows(np.asarray(source.take(rows, axis=0), dtype=np.float32), shift, reverse)
+
+    def rows_of(index, shift, reverse):
+        values = tf.numpy_function(read, [index, shift, reverse], tf.float32, stateful=False)
+        values.set_shape((None,) + tuple(row_shape))
+        return values
+
+    return rows_of
+
+
 class EpochRunner:
-    """Training whose batch order and dropout masks depend only on (seed, epoch).
+    """Training whose batch order, views and dropout masks depend only on (seed, epoch).
 
     The training and validation curves are read a batch at a time from ``x_train`` and
-    ``x_val`` (the cache's files, or arrays), so memory does not grow with the data.
+    ``x_val`` (the cache's files, or arrays), so memory does not grow with the data. With
+    ``random_views`` each training curve is read in its view of the epoch (``epoch_views``): a
+    fresh augmentation of every curve, hosts and non-hosts alike, at no cost of disk or memory;
+    validation reads the curves as they are.
     ``fit`` trains a range of epochs in one Keras fit call on a dataset built for exactly those
     epochs.
     """
 
-    def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1):
+    def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1,
+                 random_views: bool = False):
         import tensorflow as tf
 
-        self.rows, self.seed, self.replicas = len(y_train), seed, replicas
+        self.rows, self.seed, self.replicas, self.random_views = len(y_train), seed, replicas, random_views
+        self.length = x_train.shape[1]
         # Under a tf.distribute strategy each global batch is split among the replicas, and a
         # replica given no rows fails (TensorFlow's CPU convolution returns a wrong shape for an
         # empty batch): an epoch's last batch with fewer rows than replicas joins the one before.
@@ -88,6 +129,7 @@ class EpochRunner:
         self.steps_per_epoch = len(self.train_bounds) - 1
         self.class_weights = class_weights(y_train)
         self.train_rows = row_reader(x_train, x_train.shape[1:])
+        self.train_views = view_reader(x_train, x_train.shape[1:])
         self.targets = tf.constant(y_train.astype(np.float32)[:, None])
         self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
         self.val_rows = row_reader(x_val, x_val.shape[1:])
@@ -120,26 +162,32 @@ class EpochRunner:
         """The batches of epochs ``first_epoch`` to ``last_epoch - 1`` (counted from 0), in order."""
         import tensorflow as tf
 
-        def gather(rows):
-            return self.train_rows(rows), tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
+        def gather(rows, shift, reverse):
+            curves = self.train_views(rows, shift, reverse) if self.random_views else self.train_rows(rows)
+            return curves, tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
         def order_of(epoch):
-            return epoch_order(self.seed, int(epoch), self.rows).astype(np.int32)
+            rows = epoch_order(self.seed, int(epoch), self.rows)
+            shift, reverse = epoch_views(self.seed, int(epoch), self.rows, self.length) if self.random_views else \
+                (np.zeros(self.rows, np.int64), np.zeros(self.rows, bool))
+            return rows.astype(np.int32), shift[rows].astype(np.int32), reverse[rows]
 
         def order(epoch):
-            # Each epoch's order when the pipeline reaches it (4 bytes per curve), from (seed,
-            # epoch) alone, so declared stateless: under op determinism a stateful op would make
-            # tf.data run the whole pipeline serially, without prefetching.
-            rows = tf.numpy_function(order_of, [epoch], tf.int32, stateful=False)
-            rows.set_shape((self.rows,))
-            return rows
+            # Each epoch's order (and views) when the pipeline reaches it (9 bytes per curve), from
+            # (seed, epoch) alone, so declared stateless: under op determinism a stateful op would
+            # make tf.data run the whole pipeline serially, without prefetching.
+            made = tf.numpy_function(order_of, [epoch], (tf.int32, tf.int32, tf.bool), stateful=False)
+            for part in made:
+                part.set_shape((self.rows,))
+            return made
 
         # Each epoch is batched on its own, so its last, short batch never mixes with the next
         # epoch's rows. The parallel reads keep their order (tf.data is deterministic by default).
         bounds = tf.constant(self.train_bounds)
         return (tf.data.Dataset.range(first_epoch, last_epoch).map(order)
-                .flat_map(lambda order: tf.data.Dataset.range(self.steps_per_epoch).map(
-                    lambda step: order[bounds[step]:bounds[step + 1]]))
+                .flat_map(lambda rows, shift, reverse: tf.data.Dataset.range(self.steps_per_epoch).map(
+                    lambda step: (rows[bounds[step]:bounds[step + 1]], shift[bounds[step]:bounds[step + 1]],
+                                  reverse[bounds[step]:bounds[step + 1]])))
                 .map(gather, num_parallel_calls=self.parallel_reads).prefetch(2).with_options(self.options))
 
     def fit(self, model, first_epoch: int, last_epoch: int, callbacks: list, verbose: int = 0):

@@ -57,6 +57,7 @@ class TrainingConfig:
     epochs: int = 100
     batch_size: int = 32
     early_stopping_patience: int = 20   # stop after this many epochs without a better val_auc; 0: never
+    random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
 
     def __post_init__(self):
         if int(self.epochs) < 1:
@@ -72,6 +73,8 @@ def training_fingerprint(model_config, training_config: TrainingConfig, seed: in
     data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     training = dataclasses.asdict(training_config)
     training.pop("epochs")
+    if not training["random_views"]:
+        training.pop("random_views")  # added in 1.5: off, a run trains as 1.4 did, and a 1.4 checkpoint resumes
     # Through JSON, as the checkpoint stores it: tuples compare as the lists they come back as.
     return json.loads(json.dumps({"model": model_config.fingerprint(), "training": training, "seed": seed,
                                   "data": data_digest}))
@@ -223,7 +226,7 @@ def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, chec
     log.info("Starting from epoch: %d/%d", state.epoch + 1, total)
 
     runner = EpochRunner(data.inputs("train"), data.labels("train"), data.inputs("val"), data.labels("val"),
-                         config.batch_size, seed, replicas(strategy))
+                         config.batch_size, seed, replicas(strategy), config.random_views)
     if replicas(strategy) > 1:
         log.info("Distributed over %d replicas: global batch %d, %d steps per epoch", replicas(strategy),
                  config.batch_size, runner.steps_per_epoch)

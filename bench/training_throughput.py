@@ -2,7 +2,8 @@
 """Training throughput: the trainer's training loop against a plain model.fit on the same arrays.
 
 Same model, same seed, same preprocessed arrays: (a) epochs.EpochRunner as the trainer runs
-it, reading the curves by rows from their .npy files as it reads its cache, with TensorFlow's op determinism on, one fit call whose dataset gives each epoch the
+it, reading the curves by rows from their .npy files as it reads its cache (each in its random
+view of the epoch, as the default trains), with TensorFlow's op determinism on, one fit call whose dataset gives each epoch the
 (seed, epoch) batch order and a callback that resets the dropout seeds each epoch (everything
 exact resume needs except the checkpoint, which bench/checkpoint_overhead.py measures);
 (b) ``model.fit(x, y, batch_size=32, shuffle=True, epochs=N)`` with the same class weights and
@@ -35,12 +36,14 @@ def ours(x, y, x_val, y_val, epochs):
 
     from model import ModelConfig, build_model
     from epochs import EpochRunner
+    from training import TrainingConfig
 
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(), x.shape[1])
     clock = epoch_clock()
-    EpochRunner(x, y, x_val, y_val, batch_size=32, seed=1).fit(model, 0, epochs, [clock])
+    EpochRunner(x, y, x_val, y_val, batch_size=32, seed=1,
+                random_views=TrainingConfig().random_views).fit(model, 0, epochs, [clock])
     return clock.seconds[1:]
 
 

@@ -180,3 +180,20 @@ def test_early_stopping_ends_the_fit_at_the_patience_and_a_rerun_goes_to_evaluat
     rerun = run_trainer(workdir, "--config", str(config), "--epochs", "12")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "Training already finished: stopped early" in rerun.stdout and "[7/7] Evaluating" in rerun.stdout
+
+
+def test_each_epoch_reads_the_training_curves_in_views_drawn_from_seed_and_epoch():
+    """The random views of training (``TrainingConfig.random_views``) are a pure function of (seed,
+    epoch), so a resumed run replays them; the runs above train with them and resume bit for bit."""
+    from epochs import epoch_views, view_rows
+
+    shift, reverse = epoch_views(42, 3, 200, 50)
+    again, other = epoch_views(42, 3, 200, 50), epoch_views(42, 4, 200, 50)
+    assert np.array_equal(shift, again[0]) and np.array_equal(reverse, again[1])
+    assert not np.array_equal(shift, other[0])
+    assert 0 <= shift.min() and shift.max() < 50 and 0.3 < reverse.mean() < 0.7
+    curves = np.random.default_rng(0).normal(size=(200, 50, 1)).astype(np.float32)
+    viewed = view_rows(curves, shift, reverse)
+    for row in range(200):
+        expected = np.roll(curves[row], shift[row], axis=0)
+        assert np.array_equal(viewed[row], expected[::-1] if reverse[row] else expected)
