@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -101,16 +100,17 @@ def scratch_file(path: Path, share=None):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if share is None or share.workers == 1:
+    job = share is not None and share.workers > 1
+    if job:
+        scratch = share.scratch_file(path)
+    else:
         remove_stale_scratch(path)
         scratch = path.with_name(f".{path.stem}.loaded{atomic_io.TEMPORARY_MARK}{os.getpid()}.raw")
-    else:
-        scratch = share.scratch_file(path)
     try:
         yield scratch
     finally:
         scratch.unlink(missing_ok=True)
-        if share is not None:
+        if job:
             share.loaded_file(path).unlink(missing_ok=True)
 
 
@@ -219,7 +219,7 @@ def _chunks(plan, name: str) -> list[tuple]:
 def _job_build_name(fingerprint: dict) -> str:
     """The build name every worker of a job gives its shard files: from what the cache is made of.
     (The chief deleted any cache files left before the workers began: stage 2.)"""
-    return "job-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    return "job-" + fingerprints.digest(fingerprint)[:12]
 
 
 def divide(sizes: list[int], workers: int) -> list[tuple[int, int]]:

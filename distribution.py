@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import atomic_io
+import fingerprints
 from errors import TrainerError
 
 CHOICES = ("none", "mirrored", "multi-worker")
@@ -252,10 +253,7 @@ def agree(strategy, value: bool, what: str) -> bool:
         DistributionError: the workers differ (``what`` says in what).
         WorkerLost: a worker stopped before reaching it.
     """
-    if not is_multi_worker(strategy):
-        return value
-    total = _sum_over_replicas(strategy, [float(bool(value))])[0]
-    if 0.5 < total < replicas(strategy) - 0.5:
+    if is_multi_worker(strategy) and _differs_among_workers(strategy, [int(bool(value))])[0]:
         raise DistributionError(f"the workers differ on {what} (this one: {'yes' if value else 'no'}); every "
                                 f"worker must read the same data and checkpoint folders: share them, and rerun")
     return value
@@ -270,21 +268,15 @@ def check_same_data(strategy, fingerprint: dict) -> None:
     """
     if not is_multi_worker(strategy):
         return
-    import hashlib
-
-    # Two 12-bit parts of its digest: each, and its square, exact in float32; sums of a number
-    # and of its square over the workers equal count times the worker's own only if all are equal.
-    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
-    parts = [float(int(digest[:3], 16)), float(int(digest[3:6], 16))]
-    mine = [1.0] + [value for part in parts for value in (part, part * part)]
-    total = _sum_over_replicas(strategy, mine)
-    if any(abs(got - total[0] * want) > 0.5 for got, want in zip(total[1:], mine[1:])):
+    digest = fingerprints.digest(fingerprint)
+    # Two 12-bit parts of its digest, each exact in float32 with its square.
+    if _differs_among_workers(strategy, [int(digest[:3], 16), int(digest[3:6], 16)])[0]:
         raise DistributionError("the workers see different data files or settings (the data fingerprint differs); "
                                 "every worker must read the same data folder and --config: share them, and rerun")
 
 
 def check_same_epoch(strategy, epoch: int) -> None:
-    """Raise unless every worker resumes at ``epoch`` (sums of the epoch and its square over replicas).
+    """Raise unless every worker resumes at ``epoch``.
 
     Raises:
         DistributionError: the workers restored different epochs.
@@ -292,12 +284,25 @@ def check_same_epoch(strategy, epoch: int) -> None:
     """
     if not is_multi_worker(strategy):
         return
-    total = _sum_over_replicas(strategy, [float(epoch), float(epoch) ** 2])
-    count = replicas(strategy)
-    if abs(total[0] - count * epoch) > 0.5 or abs(total[1] - count * epoch**2) > 0.5:
+    differs, (total,) = _differs_among_workers(strategy, [epoch])
+    if differs:
         raise DistributionError(f"the workers restored different checkpoints (this one: epoch {epoch}, the mean: "
-                                f"{total[0] / count:g}); every worker must read the chief's checkpoint "
+                                f"{total / replicas(strategy):g}); every worker must read the chief's checkpoint "
                                 f"folder: share it, or give each the same --checkpoint-dir path")
+
+
+def _differs_among_workers(strategy, numbers: list[int]) -> tuple[bool, list[float]]:
+    """Whether ``numbers`` (integers below 4096) are not the same on every worker, and their sums over
+    the replicas. The sums of a number and of its square over the replicas equal the count times
+    this worker's only if every worker has the same (a collective, so a barrier too).
+
+    Raises:
+        WorkerLost: a worker stopped before reaching it.
+    """
+    mine = [1.0] + [value for number in numbers for value in (float(number), float(number) ** 2)]
+    total = _sum_over_replicas(strategy, mine)
+    differs = any(abs(got - total[0] * want) > 0.5 for got, want in zip(total[1:], mine[1:]))
+    return differs, total[1::2]
 
 
 def _sum_over_replicas(strategy, values: list[float]) -> list[float]:

@@ -68,35 +68,22 @@ def batch_bounds(rows: int, batch_size: int, replicas: int = 1) -> np.ndarray:
 
 
 def row_reader(source, row_shape: tuple):
-    """A TensorFlow function giving the rows of ``source`` at an int tensor of row numbers, float32.
+    """A TensorFlow function giving the rows of ``source`` at an int tensor of row numbers, float32;
+    given also tensors of each row's shift and reversal, the rows as ``view_rows`` makes them.
 
     ``source``: a ``row_store.RowFile`` (the cache's curves, read from disk by rows) or an array.
-    Declared stateless: the rows read depend only on the row numbers, so tf.data may run reads
-    in parallel and prefetch under op determinism (a stateful op would run the whole pipeline
-    serially).
+    Declared stateless: the rows read depend only on the row numbers (and views), so tf.data may
+    run reads in parallel and prefetch under op determinism (a stateful op would run the whole
+    pipeline serially).
     """
     import tensorflow as tf
 
-    def read(rows):
-        return np.asarray(source.take(rows, axis=0), dtype=np.float32)
+    def read(rows, *view):
+        values = np.asarray(source.take(rows, axis=0), dtype=np.float32)
+        return view_rows(values, *view) if view else values
 
-    def rows_of(index):
-        values = tf.numpy_function(read, [index], tf.float32, stateful=False)
-        values.set_shape((None,) + tuple(row_shape))
-        return values
-
-    return rows_of
-
-
-def view_reader(source, row_shape: tuple):
-    """As ``row_reader``, each row read as ``view_rows`` makes it: (rows, shifts, reversed) -> float32."""
-    import tensorflow as tf
-
-    def read(rows, shift, reverse):
-        return view_rows(np.asarray(source.take(rows, axis=0), dtype=np.float32), shift, reverse)
-
-    def rows_of(index, shift, reverse):
-        values = tf.numpy_function(read, [index, shift, reverse], tf.float32, stateful=False)
+    def rows_of(index, *view):
+        values = tf.numpy_function(read, [index, *view], tf.float32, stateful=False)
         values.set_shape((None,) + tuple(row_shape))
         return values
 
@@ -129,7 +116,6 @@ class EpochRunner:
         self.steps_per_epoch = len(self.train_bounds) - 1
         self.class_weights = class_weights(y_train)
         self.train_rows = row_reader(x_train, x_train.shape[1:])
-        self.train_views = view_reader(x_train, x_train.shape[1:])
         self.targets = tf.constant(y_train.astype(np.float32)[:, None])
         self.sample_weights = tf.constant(self.class_weights[y_train.astype(np.int64)].astype(np.float32))
         self.val_rows = row_reader(x_val, x_val.shape[1:])
@@ -163,7 +149,7 @@ class EpochRunner:
         import tensorflow as tf
 
         def gather(rows, shift, reverse):
-            curves = self.train_views(rows, shift, reverse) if self.random_views else self.train_rows(rows)
+            curves = self.train_rows(rows, shift, reverse) if self.random_views else self.train_rows(rows)
             return curves, tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
         def order_of(epoch):

@@ -7,8 +7,16 @@ the run would make; ``differences`` turns a mismatch into words for the one-line
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 # Keys whose value is a digest of other settings: naming the key says more than two hex strings.
 DIGESTS = {"data": "data (files, labels table, preprocessing or split settings)"}
+
+
+def digest(record: dict) -> str:
+    """SHA-256 (hex) of a fingerprint as JSON with sorted keys: equal records, equal digests."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

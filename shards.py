@@ -119,10 +119,14 @@ def gather(mine, share: Share, files: list, cache_file: Path, sequence_length: i
     rows_before = 0  # Kaggle-layout rows in the files before this worker's
     for worker, (first, end) in enumerate(share.file_runs):
         with np.load(share.loaded_file(cache_file, worker), allow_pickle=False) as loaded:
-            names = [str(name) for name in loaded["star_names"]]
-            local = loaded["star"]
-            renumbered = {-1 - number: star_ids.setdefault(name, -1 - len(star_ids)) for number, name in enumerate(names)}
-            star.append(np.array([renumbered[s] if s < 0 else s + rows_before for s in local.tolist()], np.int64))
+            # Survey star -1 - k here is this worker's k-th name: renumbered by the names' first appearance.
+            renumbered = np.array([star_ids.setdefault(str(name), -1 - len(star_ids)) for name in loaded["star_names"]],
+                                  np.int64)
+            local = loaded["star"].astype(np.int64)
+            survey = local < 0
+            numbers = local + rows_before
+            numbers[survey] = renumbered[-1 - local[survey]]
+            star.append(numbers)
             label.append(loaded["label"])
             source.append(loaded["source"] + first)
             line.append(loaded["line"])

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 import atomic_io
+import fingerprints
 from checkpoint_callback import (CheckpointError, CheckpointStore, TrainingState, check_disk_space,
                                  make_checkpoint_callback)
 from epochs import EpochRunner
@@ -67,17 +68,25 @@ class TrainingConfig:
         if int(self.early_stopping_patience) < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
 
+    def fingerprint(self) -> dict:
+        """The settings a checkpoint is only valid for. ``epochs`` is not one: raising it extends a run.
+
+        A setting added since 1.4 is left out at the value that trains as 1.4 did, so a 1.4
+        checkpoint resumes with it set so (``{"training": {"random_views": false}}``).
+        """
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if key != "epochs" and _ADDED_IN_1_5.get(key, object()) != value}
+
+
+# Settings added in 1.5, with the value that leaves training as it was before them.
+_ADDED_IN_1_5 = {"random_views": False}
+
 
 def training_fingerprint(model_config, training_config: TrainingConfig, seed: int, data_fingerprint: dict) -> dict:
     """Settings a checkpoint is only valid for. ``epochs`` is not one: raising it extends a run."""
-    data_digest = hashlib.sha256(json.dumps(data_fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-    training = dataclasses.asdict(training_config)
-    training.pop("epochs")
-    if not training["random_views"]:
-        training.pop("random_views")  # added in 1.5: off, a run trains as 1.4 did, and a 1.4 checkpoint resumes
     # Through JSON, as the checkpoint stores it: tuples compare as the lists they come back as.
-    return json.loads(json.dumps({"model": model_config.fingerprint(), "training": training, "seed": seed,
-                                  "data": data_digest}))
+    return json.loads(json.dumps({"model": model_config.fingerprint(), "training": training_config.fingerprint(),
+                                  "seed": seed, "data": fingerprints.digest(data_fingerprint)[:16]}))
 
 
 def check_checkpoint(checkpoint_dir: Path, fingerprint: dict, fresh: bool) -> None:
