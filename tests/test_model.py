@@ -27,6 +27,16 @@ def test_a_deeper_normalised_front_end_is_a_setting():
     assert model.count_params() == 86_097
 
 
+def test_a_bidirectional_lstm_is_a_setting_left_out_of_older_fingerprints():
+    model = build_model(ModelConfig(bidirectional=True), sequence_length=3197)
+    assert model.get_layer("bidirectional_lstm").output.shape[1:] == (2 * 64,)  # both directions' last states
+    # The previous model (55,393) plus the backward LSTM (33,024) and the dense layer's second 64 inputs.
+    assert model.count_params() == 55_393 + 33_024 + 64 * 64
+    # Off, it is not in the fingerprint, so a 1.5 checkpoint still resumes; on, it is.
+    assert "bidirectional" not in ModelConfig().fingerprint()
+    assert ModelConfig(bidirectional=True).fingerprint()["bidirectional"] is True
+
+
 def test_default_model_has_the_documented_stack():
     model = build_model(ModelConfig(), sequence_length=3197)
     assert [layer.name for layer in model.layers] == [
