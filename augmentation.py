@@ -1,9 +1,9 @@
 """Stage [3/7]: split the curves into train/validation/test, then augment the training hosts.
 
-Split first, then augment: the split is stratified and seeded over the original curves, and
-only training curves are copied, so no star (or a copy of it) ever sits in two splits. Every
-row of every split carries ``index``, the position of its original curve in the loaded data,
-which makes that checkable.
+Split first, then augment: the split is stratified and seeded over the original curves, and a
+split's copies are made from its own curves only (the test split's never), so no star (or a copy
+of it) ever sits in two splits. Every row of every split carries ``index``, the position of its
+original curve in the loaded data, which makes that checkable.
 
 Augmentation multiplies the planet hosts of the training split (the minority class) with
 transformations that keep a transit a physical transit:
@@ -26,6 +26,13 @@ the same eclipsing binaries, flares and pulsators the network must reject, teach
 non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``, S/N from
 ``injected_binary_snr``), which stay non-hosts.
 
+The validation split gets the same two injections into its own non-hosts
+(``validation_injected_fraction``, ``validation_injected_binary_fraction``), after its own
+curves. A survey-like validation split has a few dozen hosts; the best epoch chosen on them was
+measured to be an early one that unseen curves score worse than later epochs (README,
+"Measured"). With hundreds of injected hosts the choice rests on transits and binaries the
+network never trained on. The decision threshold is chosen on the split's own curves alone.
+
 Planned here, made in stage 4. ``plan_split`` decides the split and every copy from the labels
 alone (which curve each copy comes from, and its random numbers); ``data_cache.build`` then makes
 the copies a chunk at a time from the loaded curves on disk, preprocesses them and writes them to
@@ -35,6 +42,7 @@ same bits, for small data sets and tests.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +73,12 @@ class SplitConfig:
     # S/N range of the binaries' eclipses, log-uniform: the planets' range, so that depth in noise
     # units tells neither apart and only the shape of the dips does.
     injected_binary_snr: tuple[float, float] = (10.0, 1000.0)
+    # The same injections into the validation split's non-hosts, after its own curves: hundreds of
+    # validation hosts instead of a survey's few, so that the best epoch is chosen on transits
+    # and binaries the network never trained on rather than on a handful of hosts. The
+    # validation-chosen threshold is still chosen on the split's own curves alone.
+    validation_injected_fraction: float = 1.0         # injected-planet copies per validation non-host
+    validation_injected_binary_fraction: float = 0.5  # injected-binary copies per validation non-host
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
@@ -77,12 +91,24 @@ class SplitConfig:
             raise ValueError(f"augment_copies must be between 0 and 100, got {self.augment_copies}")
         if not 0.0 <= self.injected_fraction <= 10.0:
             raise ValueError(f"injected_fraction must be between 0 and 10, got {self.injected_fraction}")
-        if not 0.0 <= self.injected_binary_fraction <= 10.0:
-            raise ValueError(f"injected_binary_fraction must be between 0 and 10, got {self.injected_binary_fraction}")
+        for name in ("injected_binary_fraction", "validation_injected_fraction", "validation_injected_binary_fraction"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
         for name in ("injected_snr", "injected_binary_snr"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0.0 < low_high[0] <= low_high[1]:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(low_high)}")
+
+    def fingerprint(self) -> dict:
+        """The settings the cache and checkpoints record. A setting added since 1.5 is left out at
+        the value that splits as 1.5 did, so a 1.5 cache and checkpoint keep their fingerprint
+        (resumed with ``{"split": {"validation_injected_fraction": 0, "validation_injected_binary_fraction": 0}}``)."""
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if _ADDED_SINCE_1_5.get(key, object()) != value}
+
+
+# Settings added since 1.5, with the value that leaves the split as it was before them.
+_ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0}
 
 
 @dataclass
@@ -340,21 +366,27 @@ def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfi
 
 @dataclass
 class SplitPlan:
-    """The split and the training copies, planned from the labels alone; no curve is read yet.
+    """The split and its copies (training and validation), planned from the labels alone; no curve is read yet.
 
     ``rows``: the loaded rows of each split's curves; ``copies``: the kinds of training copy, in
     the order they follow the training curves. The training split is its curves, then the
-    augmented hosts, the injected planets and the injected binaries.
+    augmented hosts, the injected planets and the injected binaries; the validation split is its
+    curves, then its ``val_copies`` (injected planets and binaries); the test split is its curves.
     """
 
     rows: dict[str, np.ndarray]
     label: np.ndarray              # of every loaded row
     copies: list[Copies]
+    val_copies: list[Copies] = dataclasses.field(default_factory=list)
+
+    def copies_of(self, name: str) -> list[Copies]:
+        """The kinds of copy that follow split ``name``'s own curves, in order."""
+        return {"train": self.copies, "val": self.val_copies}.get(name, [])
 
     def split(self, name: str) -> Split:
         """The split without its curves (``flux`` None): labels, original rows, which are copies."""
         rows = self.rows[name]
-        copies = self.copies if name == "train" else []
+        copies = self.copies_of(name)
         return Split(flux=None,
                      label=np.concatenate([self.label[rows]] + [np.full(len(c), c.label, self.label.dtype)
                                                                 for c in copies]),
@@ -367,17 +399,16 @@ class SplitPlan:
         splits = {}
         for name in SPLITS:
             split = self.split(name)
-            parts = [flux[self.rows[name]]]
-            if name == "train":
-                parts += [c.make(flux[c.source]) for c in self.copies]
+            parts = [flux[self.rows[name]]] + [c.make(flux[c.source]) for c in self.copies_of(name)]
             split.flux = np.concatenate(parts) if len(parts) > 1 else parts[0]
             splits[name] = split
         return splits
 
 
 def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int, cadences: int) -> SplitPlan:
-    """Stratified split of the stars (``split_by_star``), then the copies of the training split
-    only: augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts).
+    """Stratified split of the stars (``split_by_star``), then the copies: of the training split,
+    augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts); of
+    the validation split, injected planets and binaries. The test split is never copied.
 
     ``cadences``: the curves' length. Every random number but those drawn curve by curve is
     drawn here, each kind of copy from its own generator seeded by ``seed``.
@@ -387,16 +418,28 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
     hosts = train[label[train] == 1]
     copies = [plan_host_augmentation(np.repeat(hosts, config.augment_copies), cadences,
                                      np.random.default_rng([seed, 3]))]
-    non_hosts = train[label[train] == 0]
-    for fraction, snr_range, plan, stream in (
-            (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
-            (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7)):
+    copies += _injections(rows["train"], label, cadences, seed, (
+        (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
+        (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7)))
+    val_copies = _injections(rows["val"], label, cadences, seed, (
+        (config.validation_injected_fraction, config.injected_snr, plan_injected_planets, 8),
+        (config.validation_injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 9)))
+    return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)], val_copies=val_copies)
+
+
+def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, kinds) -> list[Copies]:
+    """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, S/N range,
+    planner, random stream) of ``kinds``, the curves drawn (without replacement up to one copy
+    each) and planned from a generator of its own."""
+    non_hosts = rows[label[rows] == 0]
+    copies = []
+    for fraction, snr_range, plan, stream in kinds:
         count = int(round(fraction * non_hosts.size))
         if count:
             rng = np.random.default_rng([seed, stream])
             chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
             copies.append(plan(chosen, cadences, snr_range, rng))
-    return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)])
+    return copies
 
 
 def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int,

@@ -13,7 +13,9 @@ The index ``training_data.npz`` holds the rest, small:
 
     y_train, y_val, y_test   int8 [rows]    1 = planet host, 0 = not
     index_train/val/test     int64 [rows]   row of the original curve in the loaded data
-    augmented_train          bool [rows]    row is a transformed copy of a training host
+    augmented_train/val      bool [rows]    row is a copy (of a training host, or a curve with an
+                                            injected planet or binary); no augmented_val in a
+                                            cache made without the validation split's injections
     source_test, line_test   file index and line of each test curve; ``files`` the file names
     file_rows                data rows of each file
     arrays                   JSON text: the file of each array above (a list of files, one per
@@ -202,6 +204,8 @@ def write_index(path: Path, names: dict, splits: dict[str, Split], source_test, 
     extra = {} if shards is None else {"shards": np.array(json.dumps(shards, sort_keys=True))}
     atomic_io.write_npz(path, **labels, **rows,
                         augmented_train=np.asarray(splits["train"].augmented, dtype=bool),
+                        **({"augmented_val": np.asarray(splits["val"].augmented, dtype=bool)}
+                           if splits["val"].augmented.any() else {}),
                         source_test=np.asarray(source_test), line_test=np.asarray(line_test),
                         files=np.array(files, dtype=str), file_rows=np.array(file_rows, dtype=np.int64),
                         arrays=np.array(json.dumps(names, sort_keys=True)),
@@ -210,8 +214,8 @@ def write_index(path: Path, names: dict, splits: dict[str, Split], source_test, 
 
 def _chunks(plan, name: str) -> list[tuple]:
     """The chunks stage 4 makes of split ``name``, in order: (rows of the loaded curves, their
-    ``Copies`` or None): the split's own curves, then (training split) each kind of copy."""
-    sources = [(plan.rows[name], None)] + ([(c.source, c) for c in plan.copies] if name == "train" else [])
+    ``Copies`` or None): the split's own curves, then each kind of copy of that split."""
+    sources = [(plan.rows[name], None)] + [(c.source, c) for c in plan.copies_of(name)]
     return [(rows[start:start + CHUNK_ROWS], copies) for rows, copies in sources
             for start in range(0, rows.size, CHUNK_ROWS)]
 
@@ -235,7 +239,7 @@ def divide(sizes: list[int], workers: int) -> list[tuple[int, int]]:
 
 
 def build(path: Path, curves, plan, fingerprint: dict, config, share=None, synchronise=None) -> TrainingData:
-    """Stage [4/7]: make the training copies, preprocess every split and write the cache to ``path``.
+    """Stage [4/7]: make the copies, preprocess every split and write the cache to ``path``.
 
     A chunk of curves at a time (``CHUNK_ROWS``): read from the loaded curves, copied and
     augmented (``plan``'s copies, in order), preprocessed, and written where they belong in the
@@ -382,7 +386,7 @@ def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: in
         "format": CACHE_FORMAT,
         "files": file_identities,
         "preprocessing": preprocessing.fingerprint(),
-        "split": dataclasses.asdict(split),
+        "split": split.fingerprint(),
         "seed": seed,
     }
     if labels is not None:
@@ -422,7 +426,8 @@ def load(path: Path, expected: dict) -> TrainingData | None:
             splits = {}
             for name in SPLITS:
                 label = archive[f"y_{name}"]
-                augmented = archive["augmented_train"] if name == "train" else np.zeros(label.size, bool)
+                augmented = (archive[f"augmented_{name}"] if f"augmented_{name}" in archive.files
+                             else np.zeros(label.size, bool))
                 splits[name] = Split(flux=None, label=label, index=archive[f"index_{name}"], augmented=augmented)
             if "arrays" not in archive.files:
                 log.info("Saved training data %s is in the single-file layout of earlier versions - rebuilding it "

@@ -110,7 +110,9 @@ def evaluate(paths, data, state, batch_size: int, preprocessing, seed: int, comp
     # A best model lost or damaged since it was saved is restored from the checkpoint set.
     model = load_model_file(CheckpointStore(paths.checkpoint_dir).recover_best_model(state, paths.best_model_file))
     batch = max(256, batch_size)
-    threshold = choose_threshold(data.labels("val"), _scores(model, data.inputs("val"), batch))
+    # On the validation split's own curves: its injected copies would skew the host fraction.
+    own = ~data.splits["val"].augmented
+    threshold = choose_threshold(data.labels("val")[own], _scores(model, data.inputs("val"), batch)[own])
     atomic_io.write_json(paths.threshold_file,
                          {"threshold": threshold, "chosen_on": "validation split, maximum F1",
                           "best_epoch": state.best_epoch})

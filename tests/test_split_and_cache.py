@@ -26,7 +26,9 @@ def test_augmentation_only_copies_training_hosts_so_nothing_leaks():
     label = np.array([1] * 30 + [0] * 270)
     rng = np.random.default_rng(0)
     flux = rng.normal(size=(300, 50)).astype(np.float32) + np.arange(300)[:, None]  # each row identifiable
-    splits = split_and_augment(flux, label, SplitConfig(augment_copies=3, injected_fraction=0.0, injected_binary_fraction=0.0), seed=5)
+    config = SplitConfig(augment_copies=3, injected_fraction=0.0, injected_binary_fraction=0.0,
+                         validation_injected_fraction=0.0, validation_injected_binary_fraction=0.0)
+    splits = split_and_augment(flux, label, config, seed=5)
     train, val, test = splits["train"], splits["val"], splits["test"]
     assert len(train) == 210 + 21 * 3 and train.hosts() == 21 * 4
     assert not val.augmented.any() and not test.augmented.any()
@@ -37,6 +39,36 @@ def test_augmentation_only_copies_training_hosts_so_nothing_leaks():
     # Each copy holds exactly its source's values (shifted and/or reversed, plus small noise).
     source_means = flux[train.index[copies]].mean(axis=1)
     np.testing.assert_allclose(train.flux[copies].mean(axis=1), source_means, atol=0.5)
+
+
+def test_the_validation_split_gets_injections_into_its_own_non_hosts_and_training_is_unchanged():
+    label = np.array([1] * 30 + [0] * 270)
+    rng = np.random.default_rng(0)
+    flux = rng.normal(size=(300, 512)) + np.arange(300)[:, None]  # each row identifiable by its mean
+    splits = split_and_augment(flux, label, SplitConfig(), seed=5)
+    val, test = splits["val"], splits["test"]
+    own = ~val.augmented
+    assert own.sum() == 45 and val.label[own].sum() == 4 and not test.augmented.any()
+    assert own[:45].all() and not own[45:].any()  # the split's own curves first, then the copies
+    non_hosts = set(val.index[own & (val.label == 0)])
+    assert set(val.index[~own]) <= non_hosts  # copies of the split's own non-hosts only: nothing leaks
+    # One injected planet (host) per non-host, then half as many injected binaries (non-hosts).
+    assert list(val.label[~own]) == [1] * 41 + [0] * 20
+    added = val.flux[~own] - flux[val.index[~own]]  # each copy is its source star plus a signal
+    planets, binaries = added[:41], added[41:]
+    assert (planets <= 0).all() and (planets < 0).any(axis=1).all()  # transits only take light away
+    assert (np.abs(binaries) > 0).any(axis=1).all()
+    # Validated as before: off, the split is 1.5's, and the training split is the same bits either way.
+    off = split_and_augment(flux, label, SplitConfig(validation_injected_fraction=0.0,
+                                                     validation_injected_binary_fraction=0.0), seed=5)
+    assert not off["val"].augmented.any() and np.array_equal(off["val"].flux, val.flux[own])
+    assert np.array_equal(off["train"].flux, splits["train"].flux)
+    assert "validation_injected_fraction" not in off_fingerprint() and \
+        SplitConfig().fingerprint()["validation_injected_fraction"] == 1.0
+
+
+def off_fingerprint():
+    return SplitConfig(validation_injected_fraction=0.0, validation_injected_binary_fraction=0.0).fingerprint()
 
 
 def test_augment_hosts_reverses_and_shifts_without_changing_values():
