@@ -100,9 +100,11 @@ class SplitConfig:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(low_high)}")
 
     def fingerprint(self) -> dict:
-        """The settings the cache and checkpoints record. A setting added since 1.5 is left out at
-        the value that splits as 1.5 did, so a 1.5 cache and checkpoint keep their fingerprint
-        (resumed with ``{"split": {"validation_injected_fraction": 0, "validation_injected_binary_fraction": 0}}``)."""
+        """The settings the cache and checkpoints record (``data_cache.make_fingerprint``).
+
+        A setting added since 1.5 is left out at the value that splits as 1.5 did, so a 1.5 cache
+        and checkpoint keep their fingerprint when it is set so (both validation fractions 0).
+        """
         return {key: value for key, value in dataclasses.asdict(self).items()
                 if _ADDED_SINCE_1_5.get(key, object()) != value}
 
@@ -366,7 +368,7 @@ def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfi
 
 @dataclass
 class SplitPlan:
-    """The split and its copies (training and validation), planned from the labels alone; no curve is read yet.
+    """The split and its copies, planned from the labels alone; no curve is read yet.
 
     ``rows``: the loaded rows of each split's curves; ``copies``: the kinds of training copy, in
     the order they follow the training curves. The training split is its curves, then the

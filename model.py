@@ -59,7 +59,7 @@ class ModelConfig:
     pool_size: int = 4
     batch_norm: bool = False      # batch normalisation after each convolution (then without bias)
     lstm_units: int = 64
-    bidirectional: bool = False   # the LSTM reads the sequence both ways (Keras' Bidirectional), outputs concatenated
+    bidirectional: bool = False   # the LSTM reads the steps both ways (Keras' Bidirectional)
     global_pooling: bool = False  # global max and average pools beside the LSTM
     dense_units: int = 64
     dropout: float = 0.3
