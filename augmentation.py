@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import fingerprints
 from errors import TrainerError
 from memory import available_cores
 from preprocessing import point_to_point_sigma
@@ -89,9 +90,8 @@ class SplitConfig:
                              f"{self.validation_fraction} and {self.test_fraction}")
         if not 0 <= self.augment_copies <= 100:
             raise ValueError(f"augment_copies must be between 0 and 100, got {self.augment_copies}")
-        if not 0.0 <= self.injected_fraction <= 10.0:
-            raise ValueError(f"injected_fraction must be between 0 and 10, got {self.injected_fraction}")
-        for name in ("injected_binary_fraction", "validation_injected_fraction", "validation_injected_binary_fraction"):
+        for name in ("injected_fraction", "injected_binary_fraction", "validation_injected_fraction",
+                     "validation_injected_binary_fraction"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
         for name in ("injected_snr", "injected_binary_snr"):
@@ -105,8 +105,7 @@ class SplitConfig:
         A setting added since 1.5 is left out at the value that splits as 1.5 did, so a 1.5 cache
         and checkpoint keep their fingerprint when it is set so (both validation fractions 0).
         """
-        return {key: value for key, value in dataclasses.asdict(self).items()
-                if _ADDED_SINCE_1_5.get(key, object()) != value}
+        return fingerprints.settings(self, _ADDED_SINCE_1_5)
 
 
 # Settings added since 1.5, with the value that leaves the split as it was before them.

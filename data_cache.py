@@ -13,9 +13,9 @@ The index ``training_data.npz`` holds the rest, small:
 
     y_train, y_val, y_test   int8 [rows]    1 = planet host, 0 = not
     index_train/val/test     int64 [rows]   row of the original curve in the loaded data
-    augmented_train/val      bool [rows]    row is a copy (of a training host, or a curve with an
-                                            injected planet or binary); no augmented_val in a
-                                            cache made without the validation split's injections
+    augmented_train/val/test bool [rows]    row is a copy (of a training host, or a curve with an
+                                            injected planet or binary); read as none where an
+                                            index of 1.5 or before lacks it (val, test)
     source_test, line_test   file index and line of each test curve; ``files`` the file names
     file_rows                data rows of each file
     arrays                   JSON text: the file of each array above (a list of files, one per
@@ -201,11 +201,9 @@ def write_index(path: Path, names: dict, splits: dict[str, Split], source_test, 
     (a file, or a list of a job's shards, per array); ``shards`` records which worker made what."""
     labels = {f"y_{name}": np.asarray(split.label, dtype=np.int8) for name, split in splits.items()}
     rows = {f"index_{name}": np.asarray(split.index, dtype=np.int64) for name, split in splits.items()}
+    copies = {f"augmented_{name}": np.asarray(split.augmented, dtype=bool) for name, split in splits.items()}
     extra = {} if shards is None else {"shards": np.array(json.dumps(shards, sort_keys=True))}
-    atomic_io.write_npz(path, **labels, **rows,
-                        augmented_train=np.asarray(splits["train"].augmented, dtype=bool),
-                        **({"augmented_val": np.asarray(splits["val"].augmented, dtype=bool)}
-                           if splits["val"].augmented.any() else {}),
+    atomic_io.write_npz(path, **labels, **rows, **copies,
                         source_test=np.asarray(source_test), line_test=np.asarray(line_test),
                         files=np.array(files, dtype=str), file_rows=np.array(file_rows, dtype=np.int64),
                         arrays=np.array(json.dumps(names, sort_keys=True)),

@@ -7,6 +7,7 @@ the run would make; ``differences`` turns a mismatch into words for the one-line
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -17,6 +18,15 @@ DIGESTS = {"data": "data (files, labels table, preprocessing or split settings)"
 def digest(record: dict) -> str:
     """SHA-256 (hex) of a fingerprint as JSON with sorted keys: equal records, equal digests."""
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def settings(config, unchanged_when: dict, leave_out: tuple = ()) -> dict:
+    """The dataclass ``config`` as a fingerprint records it: every field but ``leave_out``, and each
+    setting added since a release only where it differs from ``unchanged_when[name]``, the value
+    that behaves as that release did. So the release's caches and checkpoints keep their
+    fingerprints, and resume with the new settings set so."""
+    return {key: value for key, value in dataclasses.asdict(config).items()
+            if key not in leave_out and (key not in unchanged_when or value != unchanged_when[key])}
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -46,10 +46,11 @@ without it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+import fingerprints
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -87,8 +88,7 @@ class ModelConfig:
         A setting added since 1.2 is left out at the value that trains as before it, so an older
         checkpoint keeps its fingerprint (a 1.2 one resumes with ``{"model": {"ema_momentum": 0}}``).
         """
-        return {key: value for key, value in dataclasses.asdict(self).items()
-                if _ADDED_SINCE_1_2.get(key, object()) != value}
+        return fingerprints.settings(self, _ADDED_SINCE_1_2)
 
 
 # Settings added since 1.2, with the value that leaves training as it was before them.

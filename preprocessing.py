@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+import fingerprints
 from memory import available_cores
 
 # 1.4826 * MAD is the standard deviation of Gaussian noise.
@@ -120,12 +121,11 @@ class PreprocessingConfig:
     def fingerprint(self) -> dict:
         """The settings as the cache and checkpoint fingerprints record them.
 
-        Settings added in 1.2 are recorded only where they differ from their defaults, so a
-        run started with 1.1 (whose curves they do not change) resumes as it was.
+        Settings added in 1.2 are recorded only where they differ from the values that load as 1.1
+        did (their defaults), so a run started with 1.1 (whose curves they do not change) resumes
+        as it was.
         """
-        defaults = {field.name: field.default for field in dataclasses.fields(self)}
-        return {key: value for key, value in self.to_json().items()
-                if key not in _ADDED_IN_1_2 or value != defaults[key]}
+        return fingerprints.settings(self, _ADDED_IN_1_2)
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":
@@ -139,7 +139,9 @@ class PreprocessingConfig:
         return cls(**settings)
 
 
-_ADDED_IN_1_2 = ("grid_cadence_minutes", "row_cadence_minutes", "max_gap_days", "quality_bitmask", "flux_column")
+# Settings added in 1.2, with the value that loads and preprocesses as 1.1 did.
+_ADDED_IN_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
+                 "max_gap_days": 0.5, "quality_bitmask": "default", "flux_column": ""}
 
 
 def quality_bits(bitmask: str, mission: str) -> int:

@@ -30,7 +30,6 @@ codes are 130 and 143. A second Ctrl-C exits immediately, which is as safe as a 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import hashlib
 import json
@@ -74,8 +73,7 @@ class TrainingConfig:
         A setting added since 1.4 is left out at the value that trains as 1.4 did, so a 1.4
         checkpoint resumes with it set so (``{"training": {"random_views": false}}``).
         """
-        return {key: value for key, value in dataclasses.asdict(self).items()
-                if key != "epochs" and _ADDED_IN_1_5.get(key, object()) != value}
+        return fingerprints.settings(self, _ADDED_IN_1_5, leave_out=("epochs",))
 
 
 # Settings added in 1.5, with the value that leaves training as it was before them.
