@@ -52,7 +52,7 @@ import numpy as np
 import fingerprints
 from errors import TrainerError
 from memory import available_cores
-from preprocessing import point_to_point_sigma
+from preprocessing import noise_on_timescale, point_to_point_sigma
 from synthetic_data import (CADENCE_DAYS, binary_light, draw_binaries, draw_geometry, draw_planets, log_uniform,
                             transit_loss)
 
@@ -80,6 +80,13 @@ class SplitConfig:
     # validation-chosen threshold is still chosen on the split's own curves alone.
     validation_injected_fraction: float = 1.0         # injected-planet copies per validation non-host
     validation_injected_binary_fraction: float = 0.5  # injected-binary copies per validation non-host
+    # The noise an injection's S/N is counted in: "point_to_point", the curve's cadence-to-cadence
+    # scatter, or "transit_timescale", its noise on the timescale of the injected dips
+    # (``preprocessing.noise_on_timescale``, as the built-in hosts' S/N is counted), which
+    # granulation can exceed many times over: point-to-point S/N buries some injected "hosts" in
+    # it. Measured side by side on two training seeds (README, "Measured"): no better on unseen
+    # curves, and later best epochs (longer runs), so point-to-point stays the default.
+    injection_noise: str = "point_to_point"
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
@@ -94,6 +101,8 @@ class SplitConfig:
                      "validation_injected_binary_fraction"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
+        if self.injection_noise not in INJECTION_NOISES:
+            raise ValueError(f"injection_noise must be one of {', '.join(INJECTION_NOISES)}, got {self.injection_noise!r}")
         for name in ("injected_snr", "injected_binary_snr"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0.0 < low_high[0] <= low_high[1]:
@@ -103,13 +112,16 @@ class SplitConfig:
         """The settings the cache and checkpoints record (``data_cache.make_fingerprint``).
 
         A setting added since 1.5 is left out at the value that splits as 1.5 did, so a 1.5 cache
-        and checkpoint keep their fingerprint when it is set so (both validation fractions 0).
+        and checkpoint keep their fingerprint when it is set so (both validation fractions 0;
+        ``injection_noise`` at its default).
         """
         return fingerprints.settings(self, _ADDED_SINCE_1_5)
 
 
 # Settings added since 1.5, with the value that leaves the split as it was before them.
-_ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0}
+_ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
+                    "injection_noise": "point_to_point"}
+INJECTION_NOISES = ("transit_timescale", "point_to_point")
 
 
 @dataclass
@@ -235,24 +247,31 @@ def augment_hosts(flux: np.ndarray, copies: int, rng: np.random.Generator) -> np
     return plan.make(flux[plan.source])
 
 
-def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], np.ndarray], centred: bool,
-                chunk_rows: int) -> np.ndarray:
-    """``flux`` plus each row's signal, scaled so that its total S/N in the row's own
-    point-to-point noise is ``snr``.
+def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], tuple[np.ndarray, np.ndarray]],
+                centred: bool, chunk_rows: int, noise: str, cadence_days: float) -> np.ndarray:
+    """``flux`` plus each row's signal, scaled so that its total S/N in the row's own noise is
+    ``snr``: the noise on the timescale of the signal's dips (``noise`` "transit_timescale",
+    ``preprocessing.noise_on_timescale`` with a 1-day detrending) or its point-to-point scatter
+    ("point_to_point").
 
-    ``signal_of(rows)`` gives the signal of a slice of rows (relative flux change); the norm is
-    taken around the signal's mean when ``centred``. In chunks, so float64 temporaries stay small
-    at any number of rows, on a thread per core (numpy releases the GIL; each chunk writes only
-    its own rows, so the result does not depend on the threads).
+    ``signal_of(rows)`` gives (signal, dip duration in days) of a slice of rows (relative flux
+    change); the norm is taken around the signal's mean when ``centred``. In chunks, so float64
+    temporaries stay small at any number of rows, on a thread per core (numpy releases the GIL;
+    each chunk writes only its own rows, so the result does not depend on the threads).
     """
-    noise = point_to_point_sigma(flux)
     out = np.empty_like(flux)
+    # A day of cadences, odd, at most the curve's length.
+    window = min(max(5, int(round(1.0 / cadence_days)) | 1), flux.shape[1] - 1 + flux.shape[1] % 2)
 
     def one_chunk(start: int) -> None:
         part = slice(start, start + chunk_rows)
-        signal = signal_of(part)
+        signal, duration = signal_of(part)
+        if noise == "point_to_point":
+            sigma = point_to_point_sigma(flux[part])
+        else:
+            sigma = noise_on_timescale(flux[part], duration / cadence_days, window)
         spread = signal - signal.mean(axis=1, keepdims=True) if centred else signal
-        amplitude = snr[part] * noise[part] / np.maximum(np.sqrt((spread**2).sum(axis=1)), 1e-300)
+        amplitude = snr[part] * sigma / np.maximum(np.sqrt((spread**2).sum(axis=1)), 1e-300)
         out[part] = flux[part] + amplitude[:, None] * signal
 
     with ThreadPoolExecutor(available_cores()) as pool:
@@ -262,7 +281,8 @@ def _add_at_snr(flux: np.ndarray, snr: np.ndarray, signal_of: Callable[[slice], 
 
 
 def plan_injected_planets(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
-                          cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> Copies:
+                          cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
+                          noise: str = "point_to_point") -> Copies:
     """Copies of the curves at ``source`` with the transits of one synthetic planet added each
     (``inject_planets``); host copies."""
     rows = source.size
@@ -272,26 +292,31 @@ def plan_injected_planets(source: np.ndarray, n: int, snr_range: tuple[float, fl
     snr = log_uniform(rng, *snr_range, rows)
 
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
-        def transits(rows: slice) -> np.ndarray:
+        def transits(rows: slice) -> tuple[np.ndarray, np.ndarray]:
             # Measured: 1.5 ms a curve on one core.
             at = slice(part.start + rows.start, min(part.start + rows.stop, part.stop))
-            loss, _ = transit_loss(time[at], period[at], epoch[at], depth[at], density[at], u1[at], u2[at], impact[at])
-            return -loss
+            loss, duration = transit_loss(time[at], period[at], epoch[at], depth[at], density[at], u1[at], u2[at],
+                                          impact[at])
+            return -loss, duration
 
-        # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it.
-        return _add_at_snr(flux, snr[part], transits, centred=False, chunk_rows=chunk_rows)
+        # The S/N of a transit is sqrt(sum(signal^2)) / sigma, as the built-in hosts record it
+        # (``snr_white`` in white noise, ``snr`` in the noise on the transit's timescale).
+        return _add_at_snr(flux, snr[part], transits, False, chunk_rows, noise, cadence_days)
 
     return Copies("injected planets", source, 1, make)
 
 
 def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
-                   cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
+                   cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
+                   noise: str = "point_to_point") -> np.ndarray:
     """A copy of each row of ``flux`` with the transits of one synthetic planet added.
 
     The planet is drawn as the built-in hosts are (``synthetic_data.draw_planets``: period,
     depth, stellar density, limb darkening), and its transits are scaled to a matched-filter
     signal-to-noise ratio drawn log-uniformly from ``snr_range``, in units of the row's own
-    point-to-point scatter. Scaling by the row's noise rather than by a relative depth makes
+    noise (``noise``: "point_to_point", its cadence-to-cadence scatter; "transit_timescale", its
+    noise on the transit's timescale, as the built-in hosts' S/N is counted, which granulation
+    can make many times larger). Scaling by the row's noise rather than by a relative depth makes
     this work on any flux unit and offset (Kaggle's files remove the mean), and it puts the
     injected planets where detection is decided. Injection-recovery is how transit surveys
     measure what they can find; here it also gives the network many planets on the very stars
@@ -303,16 +328,18 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
         rng: random generator (seeded by the caller).
         cadence_days: time between cadences.
         chunk_rows: rows modelled at once (bounds the memory; the result does not depend on it).
+        noise: what the S/N is counted in (above).
 
     Returns:
         [rows, cadences] array of ``flux``'s dtype.
     """
     rows, n = flux.shape
-    return plan_injected_planets(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows).make(flux)
+    return plan_injected_planets(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows, noise).make(flux)
 
 
 def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
-                           cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> Copies:
+                           cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
+                           noise: str = "point_to_point") -> Copies:
     """Copies of the curves at ``source`` with one synthetic eclipsing binary added each
     (``inject_eclipsing_binaries``); non-host copies."""
     rows = source.size
@@ -322,11 +349,15 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
         # Drawn block by block of ``chunk_rows``, in order, before the threads add them: the same
         # binaries whatever the chunks and the threads (the plan's chunks are multiples of 256).
-        signals = {start: binary_light(draw_binaries(rng, min(chunk_rows, len(flux) - start)),
-                                       np.broadcast_to(time, (min(chunk_rows, len(flux) - start), n)).copy())[0]
+        def light_and_duration(rows: int) -> tuple[np.ndarray, np.ndarray]:
+            light, _, _, _, _, duration, _ = binary_light(draw_binaries(rng, rows),
+                                                          np.broadcast_to(time, (rows, n)).copy())
+            return light, duration
+
+        signals = {start: light_and_duration(min(chunk_rows, len(flux) - start))
                    for start in range(0, len(flux), chunk_rows)}
         # Centred: the out-of-eclipse light moves the signal's mean off zero.
-        return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], centred=True, chunk_rows=chunk_rows)
+        return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], True, chunk_rows, noise, cadence_days)
 
     def skip(part: slice) -> None:
         rows = part.stop - part.start
@@ -337,18 +368,20 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
-                              cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256) -> np.ndarray:
+                              cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
+                              noise: str = "point_to_point") -> np.ndarray:
     """A copy of each row of ``flux`` with the light of one synthetic eclipsing binary added.
 
     The negative counterpart of ``inject_planets`` (same arguments): the binary is drawn as the
     built-in ones are (``synthetic_data.eclipsing_binary``: V- to U-shaped primary and secondary
     eclipses, ellipsoidal and reflection light, a third of them diluted), scaled to a total S/N
-    drawn log-uniformly from ``snr_range`` in the row's own point-to-point noise. In noise units
-    a binary's eclipses look like a deep planet's transits; these copies, labelled non-hosts,
-    show the network the difference on the same stars.
+    drawn log-uniformly from ``snr_range`` in the row's own noise, counted as the planets' is
+    (``noise``; on the timescale of the eclipses). In noise units a binary's eclipses look like
+    a deep planet's transits; these copies, labelled non-hosts, show the network the difference
+    on the same stars.
     """
     rows, n = flux.shape
-    return plan_injected_binaries(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows).make(flux)
+    return plan_injected_binaries(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows, noise).make(flux)
 
 
 def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int) -> dict[str, np.ndarray]:
@@ -419,19 +452,19 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
     hosts = train[label[train] == 1]
     copies = [plan_host_augmentation(np.repeat(hosts, config.augment_copies), cadences,
                                      np.random.default_rng([seed, 3]))]
-    copies += _injections(rows["train"], label, cadences, seed, (
+    copies += _injections(rows["train"], label, cadences, seed, config.injection_noise, (
         (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
         (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7)))
-    val_copies = _injections(rows["val"], label, cadences, seed, (
+    val_copies = _injections(rows["val"], label, cadences, seed, config.injection_noise, (
         (config.validation_injected_fraction, config.injected_snr, plan_injected_planets, 8),
         (config.validation_injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 9)))
     return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)], val_copies=val_copies)
 
 
-def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, kinds) -> list[Copies]:
+def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, noise: str, kinds) -> list[Copies]:
     """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, S/N range,
     planner, random stream) of ``kinds``, the curves drawn (without replacement up to one copy
-    each) and planned from a generator of its own."""
+    each) and planned from a generator of its own, their S/N counted in ``noise``."""
     non_hosts = rows[label[rows] == 0]
     copies = []
     for fraction, snr_range, plan, stream in kinds:
@@ -439,7 +472,7 @@ def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, k
         if count:
             rng = np.random.default_rng([seed, stream])
             chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
-            copies.append(plan(chosen, cadences, snr_range, rng))
+            copies.append(plan(chosen, cadences, snr_range, rng, noise=noise))
     return copies
 
 

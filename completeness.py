@@ -8,8 +8,13 @@ false-positive rate of each kind of star that is not a host. Both at two thresho
 chosen on the validation split, and the one that lets 1 % of this set's non-hosts through.
 
 Anchor: the Kepler pipeline (DR25) detects at a multiple-event statistic of 7.1 and recovers
-about 90-95 % of strong signals (Christiansen 2020); the S/N here is its analogue, the
-matched-filter S/N of all transits in white noise, sqrt(sum(signal^2)) / sigma.
+about 90-95 % of strong signals (Christiansen 2020), its multiple-event statistic measured
+against the star's CDPP, the noise on the transit's timescale. The S/N here is its analogue
+(``synthetic_data``'s ``snr``): sqrt(sum(signal^2)) over the noise of the curve without its
+transits on their timescale (``preprocessing.noise_on_timescale``), granulation included. Up to
+1.6 it was counted in white noise alone, which put transits buried in granulation (the oracle
+measures S/N 1-5 on some of them) among the "strong" ones; the truth file keeps that one too
+(``snr_white``).
 
 Stage [7/7] calls ``evaluate_built_in`` after every run trained on the built-in data: it draws a
 fresh set from another seed, scores it and writes ``results/completeness.png`` and

@@ -295,6 +295,54 @@ def point_to_point_sigma(flux: np.ndarray) -> np.ndarray:
     return MAD_TO_SIGMA * np.median(steps, axis=1) / np.sqrt(2.0)
 
 
+def noise_on_timescale(flux: np.ndarray, cadences: np.ndarray, window: int = 49) -> np.ndarray:
+    """Per-row noise that a signal lasting ``cadences`` competes with, expressed per cadence.
+
+    The Kepler pipeline measures a transit's S/N against the star's CDPP: the scatter of the
+    detrended light curve averaged over the transit's duration, which counts granulation and
+    whatever variability the detrending leaves on that timescale, not only the white noise.
+    Here: each row minus a local quadratic over ``window`` cadences (a Savitzky-Golay filter,
+    the first fit of ``robust_trend``; 49 cadences = 1 day), averaged over ``cadences[row]``
+    consecutive cadences, and the robust sigma of those averages divided by what the same
+    filters leave of unit white noise. So white noise of sigma gives sigma at every timescale
+    (the filters' own loss divided out); noise correlated on the signal's timescale gives more.
+    A signal's S/N is then sqrt(sum(signal**2)) / this, the white-noise matched-filter S/N when
+    the noise is white.
+
+    Args:
+        flux: [rows, n] curves, any units; NaN or inf where there is no data (filled for the
+            trend, left out of the averages).
+        cadences: [rows] the signal's duration in cadences (rounded, at least 1, at most n // 2).
+        window: odd detrending window in cadences, at most n.
+
+    Returns:
+        [rows] float64, in the units of ``flux``; 0 for a row without ``cadences`` consecutive
+        observed cadences.
+    """
+    from scipy import signal
+
+    flux = np.asarray(flux, dtype=np.float64)
+    rows, n = flux.shape
+    observed = np.isfinite(flux)
+    filled, _ = fill_missing(flux)
+    filled = np.where(np.isfinite(filled), filled, 0.0)
+    residual = np.where(observed, filled - signal.savgol_filter(filled, window, polyorder=2, axis=1, mode="interp"), 0.0)
+    running = np.concatenate([np.zeros((rows, 1)), np.cumsum(residual, axis=1)], axis=1)
+    counts = np.concatenate([np.zeros((rows, 1), dtype=np.int64), np.cumsum(observed, axis=1)], axis=1)
+    steps = np.clip(np.rint(np.asarray(cadences, dtype=np.float64)), 1, max(1, n // 2)).astype(np.int64)
+    high_pass = -signal.savgol_coeffs(window, polyorder=2)
+    high_pass[window // 2] += 1.0
+    out = np.empty(rows)
+    for k in np.unique(steps):
+        at = np.flatnonzero(steps == k)
+        sums = running[at, k:] - running[at, :-k]
+        complete = (counts[at, k:] - counts[at, :-k]) == k  # averages over observed cadences only
+        white = np.sqrt((np.convolve(np.full(k, 1.0 / k), high_pass) ** 2).sum())  # of unit white noise
+        sigma = nan_robust_sigma(np.where(complete, sums / k, np.nan)) / white
+        out[at] = np.where(complete.any(axis=1), sigma, 0.0)  # 0 as point_to_point_sigma: no data to measure
+    return out
+
+
 def local_quadratic_trend(flux: np.ndarray, keep: np.ndarray, window: int, bin_size: int,
                           fallback: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
     """Least-squares quadratic over a sliding ``window``, fitted only to cadences where ``keep``.

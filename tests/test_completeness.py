@@ -45,19 +45,34 @@ def test_recall_per_snr_bin_and_false_positives_per_kind_are_counted_by_hand():
     json.dumps(report)  # JSON-able as written by stage 7
 
 
-def test_injected_planets_have_the_requested_signal_to_noise_in_the_curves_own_units():
+@pytest.mark.parametrize("noise, spread", [("point_to_point", 0.08), ("transit_timescale", 0.3)])
+def test_injected_planets_have_the_requested_signal_to_noise_in_the_curves_own_units(noise, spread):
     rng = np.random.default_rng(1)
     sigma = 37.0
     flux = (5000.0 + sigma * rng.standard_normal((40, 3197))).astype(np.float32)
-    injected = inject_planets(flux, (20.0, 20.0), np.random.default_rng(2))
+    injected = inject_planets(flux, (20.0, 20.0), np.random.default_rng(2), noise=noise)
     signal = injected.astype(np.float64) - flux
     assert injected.dtype == np.float32 and (signal <= 1e-2).all()  # transits only take light away
     snr = np.sqrt((signal**2).sum(axis=1)) / sigma
-    # The row's noise is estimated from the point-to-point scatter (MAD of 3196 differences:
-    # about 2 % scatter per row).
-    assert np.median(snr) == pytest.approx(20.0, rel=0.02)
-    np.testing.assert_allclose(snr, 20.0, rtol=0.08)
+    # White noise is the same on every timescale. Its level is estimated from the row (MAD of
+    # 3196 point-to-point differences: about 2 % scatter per row; of the averages over a transit
+    # duration, of fewer independent ones: more).
+    assert np.median(snr) == pytest.approx(20.0, rel=0.03)
+    np.testing.assert_allclose(snr, 20.0, rtol=spread)
     assert (np.abs(signal).max(axis=1) > 0).all()
+
+
+def test_injections_count_granulation_on_the_transits_timescale_in_their_noise():
+    from synthetic_data import _coloured_noise
+
+    rng = np.random.default_rng(5)
+    # White noise of 1 plus granulation of 3 on a 10-cadence (5-hour) timescale: the
+    # cadence-to-cadence scatter hardly sees it, a transit of hours competes with it.
+    flux = rng.standard_normal((40, 3197)) + 3.0 * _coloured_noise(rng, 40, 3197, np.full(40, 10.0))
+    depth = {noise: (flux - inject_planets(flux, (20.0, 20.0), np.random.default_rng(2), noise=noise)).max(axis=1)
+             for noise in ("point_to_point", "transit_timescale")}
+    # The same planets (same generator), scaled by a noise about 3 times larger.
+    assert np.median(depth["transit_timescale"] / depth["point_to_point"]) > 2.0
 
 
 def test_injected_copies_come_from_training_non_hosts_and_count_as_hosts():
@@ -118,8 +133,12 @@ def test_built_in_data_records_each_curves_truth_beside_the_csv(tmp_path):
         assert truth["label"] == labels
         assert all((kind == "planet") == (label == 2) for kind, label in zip(truth["kind"], labels))
         hosts = [i for i, label in enumerate(labels) if label == 2]
-        assert all(truth["snr"][i] > 3 and truth["period_days"][i] > 0 for i in hosts)
-        assert all(truth["snr"][i] is None for i in range(len(labels)) if labels[i] == 1)
+        # The white noise is capped for S/N 7-12 at least (of a box as deep as the transit); the
+        # noise on the transits' timescale (granulation) only adds to it.
+        assert all(truth["snr_white"][i] > 3 and truth["period_days"][i] > 0 for i in hosts)
+        assert all(0 < truth["snr"][i] < 1.1 * truth["snr_white"][i] for i in hosts)
+        assert all(truth["snr"][i] is None and truth["snr_white"][i] is None
+                   for i in range(len(labels)) if labels[i] == 1)
     # The truth files are not CSV, so discovery does not take them for data.
     from datasets import discover_files
 
@@ -135,7 +154,10 @@ def test_injected_binaries_are_scaled_to_their_snr_and_stay_non_hosts():
     flux = (5000.0 + rng.normal(0.0, 3.0, (40, 3197))).astype(np.float32)
     added = inject_eclipsing_binaries(flux, (30.0, 30.0), np.random.default_rng(4)) - flux
     centred = added - added.mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(np.sqrt((centred**2).sum(axis=1)) / 3.0, 30.0, rtol=0.08)
+    snr = np.sqrt((centred**2).sum(axis=1)) / 3.0
+    # White noise: the same on the eclipses' timescale, estimated from averages over an eclipse.
+    assert np.median(snr) == pytest.approx(30.0, rel=0.03)
+    np.testing.assert_allclose(snr, 30.0, rtol=0.2)
     assert (added.min(axis=1) < -0.5).all()  # eclipses dim the star
     curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
     label = (curves.label == 2).astype(np.int8)

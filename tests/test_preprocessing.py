@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from preprocessing import (PreprocessingConfig, bin_onto_grid, clip_and_compress, fill_missing, local_quadratic_trend,
-                           preprocess, robust_normalise, robust_trend, window_starts)
+                           noise_on_timescale, preprocess, robust_normalise, robust_trend, window_starts)
 
 CADENCE_DAYS = 29.4244 / 1440
 
@@ -148,6 +148,26 @@ def test_preprocess_shape_dtype_and_unit_independence():
     ppm = preprocess((flux - 1.0) * 1e6, config)
     np.testing.assert_allclose(electrons, out, atol=1e-3)
     np.testing.assert_allclose(ppm, out, atol=1e-3)
+
+
+def test_noise_on_timescale_is_the_white_noise_on_every_timescale_and_counts_red_noise():
+    from synthetic_data import _coloured_noise
+
+    rng = np.random.default_rng(7)
+    white = 3.0 * rng.standard_normal((200, 3197))
+    for cadences in (1, 5, 20, 40):
+        level = noise_on_timescale(white, np.full(200, cadences))
+        assert np.median(level) == pytest.approx(3.0, rel=0.02)
+    # Slow variability is detrended away; NaN (no data) is left out.
+    slow = white + 50.0 * np.sin(np.arange(3197) / 200.0)
+    slow[:, 1000:1100] = np.nan
+    assert np.median(noise_on_timescale(slow, np.full(200, 10))) == pytest.approx(3.0, rel=0.03)
+    # Granulation of 1 on a 10-cadence timescale beside white noise of 1: invisible cadence to
+    # cadence, it dominates averages over hours.
+    red = rng.standard_normal((200, 3197)) + _coloured_noise(rng, 200, 3197, np.full(200, 10.0))
+    by_timescale = [np.median(noise_on_timescale(red, np.full(200, k))) for k in (1, 4, 12)]
+    assert 1.0 < by_timescale[0] < by_timescale[1] < by_timescale[2]
+    assert by_timescale[2] > 1.5
 
 
 def test_preprocess_rejects_wrong_length():

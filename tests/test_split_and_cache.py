@@ -65,6 +65,11 @@ def test_the_validation_split_gets_injections_into_its_own_non_hosts_and_trainin
     assert np.array_equal(off["train"].flux, splits["train"].flux)
     assert "validation_injected_fraction" not in SplitConfig(validation_injected_fraction=0.0).fingerprint()
     assert SplitConfig().fingerprint()["validation_injected_fraction"] == 1.0
+    # The injections' S/N counted as before it was a setting: the fingerprint of before.
+    assert "injection_noise" not in SplitConfig().fingerprint()
+    assert SplitConfig(injection_noise="transit_timescale").fingerprint()["injection_noise"] == "transit_timescale"
+    with pytest.raises(ValueError, match="injection_noise must be one of transit_timescale, point_to_point"):
+        SplitConfig(injection_noise="white")
 
 
 def test_augment_hosts_reverses_and_shifts_without_changing_values():
