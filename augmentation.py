@@ -121,7 +121,7 @@ class SplitConfig:
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
                     "injection_noise": "point_to_point"}
-INJECTION_NOISES = ("transit_timescale", "point_to_point")
+INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
 @dataclass

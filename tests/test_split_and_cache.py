@@ -68,7 +68,7 @@ def test_the_validation_split_gets_injections_into_its_own_non_hosts_and_trainin
     # The injections' S/N counted as before it was a setting: the fingerprint of before.
     assert "injection_noise" not in SplitConfig().fingerprint()
     assert SplitConfig(injection_noise="transit_timescale").fingerprint()["injection_noise"] == "transit_timescale"
-    with pytest.raises(ValueError, match="injection_noise must be one of transit_timescale, point_to_point"):
+    with pytest.raises(ValueError, match="injection_noise must be one of point_to_point, transit_timescale"):
         SplitConfig(injection_noise="white")
 
 
