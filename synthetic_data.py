@@ -72,8 +72,6 @@ import numpy as np
 from preprocessing import noise_on_timescale
 
 CADENCE_DAYS = 29.4244 / 1440.0
-# The detrending of the recorded S/N (``noise_on_timescale``): 1 day, the preprocessing's default.
-DETRENDING_WINDOW = 49
 EXPOSURE_SECONDS = 1765.5
 N_CADENCES = 3197
 SUBEXPOSURES = 5
@@ -445,7 +443,8 @@ def _generate_chunk(rng, labels, n):
         snr_floor = rng.uniform(7.0, 12.0, count)
         white_sigma[h] = np.minimum(white_sigma[h], d * np.sqrt(points_in_transit) / snr_floor)
         period[h], depth[h], epoch[h] = p, d, t0
-        snr_white[h] = np.sqrt((loss**2).sum(axis=1)) / white_sigma[h]
+        transit_norm = np.sqrt((loss**2).sum(axis=1))  # the matched filter's signal, both S/N's numerator
+        snr_white[h] = transit_norm / white_sigma[h]
         extra = rng.random(count)
         relative[h[extra < 0.05]] += _flares(rng, time[h[extra < 0.05]], max_flares=3)
         pulsing = h[(extra >= 0.05) & (extra < 0.10)]
@@ -475,9 +474,9 @@ def _generate_chunk(rng, labels, n):
     if host.any():
         # The S/N a survey would quote: against the noise on the transit's own timescale
         # (granulation, residual spot light and white noise), measured on the curve without
-        # its transits. Granulation can bury a transit whose white-noise S/N is in the hundreds.
-        snr[h] = np.sqrt((loss**2).sum(axis=1)) / noise_on_timescale(relative[h] + loss, duration[h] / CADENCE_DAYS,
-                                                                     DETRENDING_WINDOW)
+        # its transits, detrended over a day (the function's default window: 49 cadences).
+        # Granulation can bury a transit whose white-noise S/N is in the hundreds.
+        snr[h] = transit_norm / noise_on_timescale(relative[h] + loss, duration[h] / CADENCE_DAYS)
 
     level = 1.0 / (white_sigma**2 * EXPOSURE_SECONDS)  # e-/s of a photon-noise-limited star
     flux = level[:, None] * (1.0 + relative)
