@@ -116,6 +116,72 @@ def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dic
     return report
 
 
+def headline_metrics(scores: np.ndarray, is_host: np.ndarray, is_strong: np.ndarray,
+                     rate: float = FALSE_POSITIVE_RATE) -> np.ndarray:
+    """The four headline figures of a scorer on a set, as ``completeness`` computes them.
+
+    Args:
+        scores: [rows] higher means more likely a host.
+        is_host: [rows] bool.
+        is_strong: [rows] bool, the hosts with S/N >= ``STRONG_SNR``.
+        rate: the false-positive rate that sets the threshold of the strong hosts' recall.
+
+    Returns:
+        float64 [4]: ROC AUC, PR AUC, recall at precision 0.9, and the recall of the strong
+        hosts at the threshold that passes ``rate`` of the non-hosts (NaN without strong hosts).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from evaluation import recall_at_precision
+
+    labels = np.asarray(is_host).astype(int)
+    threshold = threshold_at_false_positive_rate(scores, is_host, rate)
+    strong = (scores[is_strong] >= threshold).mean() if is_strong.any() else np.nan
+    return np.array([roc_auc_score(labels, scores), average_precision_score(labels, scores),
+                     recall_at_precision(labels, scores, 0.9), strong])
+
+
+HEADLINE_NAMES = ("roc_auc", "pr_auc", "recall_at_precision_0.9", "recall_snr_ge_12")
+
+
+def bootstrap_headline(scores: dict[str, np.ndarray], truth, resamples: int = 1000, seed: int = 0) -> dict:
+    """The headline figures of each scorer on the same bootstrap resamples of the set's curves.
+
+    Each resample draws the hosts from the hosts and the non-hosts from the non-hosts, with
+    replacement (the set's host fraction is its design, not a random draw); the 1 % threshold is
+    chosen anew on each. Every scorer is read on the same resamples, so a difference between two
+    scorers has its own interval (``interval`` of the difference of their rows): tighter than
+    either scorer's, because most of a set's luck is shared.
+
+    Args:
+        scores: name -> [rows] scores of the same curves.
+        truth: ``synthetic_data.SyntheticCurves`` (label and snr are used).
+        resamples: how many resamples.
+        seed: of the resampling; the same seed gives the same resamples.
+
+    Returns:
+        name -> float64 [resamples, 4]: the ``headline_metrics`` of each resample, in
+        ``HEADLINE_NAMES`` order.
+    """
+    host = np.asarray(truth.label) == 2
+    strong = host & (np.nan_to_num(np.asarray(truth.snr, dtype=np.float64)) >= STRONG_SNR)
+    hosts, others = np.flatnonzero(host), np.flatnonzero(~host)
+    rng = np.random.default_rng([seed, 31])
+    results = {name: np.empty((resamples, len(HEADLINE_NAMES))) for name in scores}
+    for number in range(resamples):
+        rows = np.concatenate([rng.choice(hosts, hosts.size), rng.choice(others, others.size)])
+        for name, values in scores.items():
+            results[name][number] = headline_metrics(np.asarray(values, dtype=np.float64)[rows], host[rows],
+                                                     strong[rows])
+    return results
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """The central ``level`` percentile interval of each column of ``samples`` [resamples, k]: [k, 2]."""
+    tail = 50.0 * (1.0 - level)
+    return np.nanpercentile(np.asarray(samples, dtype=np.float64), [tail, 100.0 - tail], axis=0).T
+
+
 def _edges(edges) -> list:
     return [None if np.isinf(e) else float(e) for e in edges]
 
@@ -152,14 +218,19 @@ def fresh_built_in_set(rows: int, seed: int, positive_fraction: float, preproces
     Loading puts every curve on the model's grid (``datasets.rows_onto_grid``: a no-op at the
     default 3197 cadences); with a shorter window, a curve is scored on its first window.
     """
-    from datasets import rows_onto_grid
-    from preprocessing import preprocess
     from synthetic_data import generate_light_curves
 
     truth = generate_light_curves(rows, seed, positive_fraction=positive_fraction)
+    return truth, built_in_inputs(truth, preprocessing)
+
+
+def built_in_inputs(truth, preprocessing):
+    """The model inputs of generated curves (``fresh_built_in_set``'s), preprocessed with ``preprocessing``."""
+    from datasets import rows_onto_grid
+    from preprocessing import preprocess
+
     windows, row = rows_onto_grid(truth.flux.astype(np.float32), preprocessing)
-    flux = windows[np.unique(row, return_index=True)[1]]
-    return truth, preprocess(flux, preprocessing)
+    return preprocess(windows[np.unique(row, return_index=True)[1]], preprocessing)
 
 
 def evaluate_built_in(model, preprocessing, threshold: float, seed: int, rows: int, report_file: Path) -> dict:

@@ -40,16 +40,13 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """ROC AUC, PR AUC, precision/recall/F1 at ``threshold``, confusion counts, recall at precision 0.9."""
-    from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_recall_curve,
-                                 precision_score, recall_score, roc_auc_score)
+    from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, \
+        roc_auc_score
 
     labels = np.asarray(labels).astype(int)
     predicted = (scores >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     both = len(np.unique(labels)) == 2
-    if both:
-        precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
-        reachable = recall_curve[precision_curve >= 0.9]
     return {
         "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
         "pr_auc": float(average_precision_score(labels, scores)) if both else None,
@@ -57,10 +54,23 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
         "precision": float(precision_score(labels, predicted, zero_division=0)),
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),
-        "recall_at_precision_0.9": (float(reachable.max()) if reachable.size else 0.0) if both else None,
+        "recall_at_precision_0.9": recall_at_precision(labels, scores, 0.9) if both else None,
         "true_positives": int(tp), "false_positives": int(fp), "true_negatives": int(tn), "false_negatives": int(fn),
         "positives": int(labels.sum()), "negatives": int(labels.size - labels.sum()),
     }
+
+
+def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float) -> float:
+    """The highest recall of any threshold whose precision is at least ``precision`` (0 if none).
+
+    >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75)
+    0.6666666666666666
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
+    reachable = recall_curve[precision_curve >= precision]
+    return float(reachable.max()) if reachable.size else 0.0
 
 
 def log_metrics(metrics: dict, heading: str) -> None:

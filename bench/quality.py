@@ -22,8 +22,16 @@ The run is deterministic (same seed, same bits), so repetitions only vary the wa
 reported); the script checks that their scores agree. ``--run DIR`` scores the models of an
 existing run folder instead of training (e.g. a run of older code, for a before/after table).
 
+How much of a figure is the luck of the set: 200 hosts are few (one of the 122 strong ones is
+0.008 of their recall). Each headline figure comes with its 95 % interval, a bootstrap over the
+set's curves (``completeness.bootstrap_headline``). ``--baseline DIR`` scores a second run's
+network on the same curves (preprocessed with its own settings) and gives the paired
+differences, network minus baseline, on the same resamples: a lever wins when the interval of
+its difference leaves out zero, which the two intervals side by side cannot tell.
+
     python3 bench/quality.py
     python3 bench/quality.py --repeats 1 --run /tmp/old_run     # score an existing run
+    python3 bench/quality.py --repeats 1 --run /tmp/new_run --baseline /tmp/old_run   # paired difference
     python3 bench/quality.py --repeats 1 --run /tmp/old_run --test-rows 20000 --test-seed 3033 --network-only
                                                                 # tighter figures: 800 unseen hosts
 """
@@ -82,10 +90,11 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
     return {"BLS (SDE)": bls, "oracle": oracle}
 
 
-def score(run: Path, args) -> dict:
-    """Completeness reports of the network, BLS and the oracle on the unseen set."""
-    from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              fresh_built_in_set, threshold_at_false_positive_rate)
+def score(run: Path, args) -> tuple[dict, dict, object]:
+    """(completeness reports, scores, truth) of the network, BLS and the oracle on the unseen set,
+    and of the ``--baseline`` run's network where one is given."""
+    from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, built_in_inputs,
+                              completeness, fresh_built_in_set, threshold_at_false_positive_rate)
     from evaluation import load_model_file
     from synthetic_data import SyntheticConfig
     from model import predict_scores
@@ -95,34 +104,70 @@ def score(run: Path, args) -> dict:
 
     paths = Paths(models_dir=run / "models", results_dir=run / "results")
     config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
-    validation_threshold = json.loads(paths.threshold_file.read_text())["threshold"]
+    validation_thresholds = {"network": json.loads(paths.threshold_file.read_text())["threshold"]}
     # The survey-like host fraction of the default built-in data set.
     truth, inputs = fresh_built_in_set(args.test_rows, args.test_seed, SyntheticConfig().positive_fraction, config)
     host = truth.label == 2
     model = load_model_file(paths.best_model_file)  # with weight averaging, the averaged weights
     scores = {"network": predict_scores(model, inputs)}
+    if args.baseline is not None:
+        # The baseline run's network on the same curves, preprocessed with its own settings.
+        base = Paths(models_dir=args.baseline / "models")
+        base_config = PreprocessingConfig.from_json_file(base.preprocessor_file)
+        base_inputs = inputs if base_config == config else built_in_inputs(truth, base_config)
+        scores["baseline"] = predict_scores(load_model_file(base.best_model_file), base_inputs)
+        validation_thresholds["baseline"] = json.loads(base.threshold_file.read_text())["threshold"]
     if not args.network_only:
         scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
     for name, values in scores.items():
         thresholds = {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(values, host)}
-        if name == "network":
-            thresholds[VALIDATION_THRESHOLD] = validation_threshold
+        if name in validation_thresholds:
+            thresholds[VALIDATION_THRESHOLD] = validation_thresholds[name]
         if name == "oracle":
             # Kepler's detection threshold: what stands out of the noise at all.
             thresholds[f"S/N {KEPLER_MES_THRESHOLD}"] = KEPLER_MES_THRESHOLD
         reports[name] = completeness(values, truth, thresholds)
+    return reports, scores, truth
+
+
+def add_intervals(reports: dict, scores: dict, truth, resamples: int) -> dict:
+    """Each report's 95 % bootstrap intervals of the headline figures (over the set's curves), and
+    the paired differences network - each other scorer, on the same resamples."""
+    from completeness import HEADLINE_NAMES, bootstrap_headline, interval
+
+    started = time.perf_counter()
+    samples = bootstrap_headline(scores, truth, resamples)
+    for name, report in reports.items():
+        report["interval_95"] = {metric: bounds.tolist() for metric, bounds in zip(HEADLINE_NAMES, interval(samples[name]))}
+        if name != "network":
+            difference = samples["network"] - samples[name]
+            report["network_minus_this"] = {
+                metric: {"mean": float(np.nanmean(column)), "interval_95": bounds.tolist()}
+                for metric, column, bounds in zip(HEADLINE_NAMES, difference.T, interval(difference))}
+    print(f"bootstrap of {resamples} resamples of the curves: {time.perf_counter() - started:.0f} s")
     return reports
 
 
 def print_tables(reports: dict) -> None:
-    from completeness import FALSE_POSITIVE_THRESHOLD, NEGATIVE_CLASSES, bin_labels
+    from completeness import FALSE_POSITIVE_THRESHOLD, HEADLINE_NAMES, NEGATIVE_CLASSES, bin_labels
 
     print(f"{'':14}{'ROC AUC':>9}{'PR AUC':>9}{'recall@P0.9':>13}{'recall S/N>=12 @1%FPR':>23}")
     for name, report in reports.items():
         strong = report["thresholds"][FALSE_POSITIVE_THRESHOLD]["recall_snr_ge_12"]
         print(f"{name:14}{report['roc_auc']:9.3f}{report['pr_auc']:9.3f}{report['recall_at_precision_0.9']:13.3f}"
               f"{strong:23.3f}")
+    if all("interval_95" in report for report in reports.values()):
+        print("\n95 % intervals, bootstrap over the set's curves (hosts and non-hosts resampled apart)")
+        for name, report in reports.items():
+            print(f"{name:14}" + "".join(f"{'%.3f-%.3f' % tuple(report['interval_95'][metric]):>{width}}"
+                                         for metric, width in zip(HEADLINE_NAMES, (9, 14, 13, 23))))
+        print("network minus each, on the same resamples: mean [95 % interval]")
+        for name, report in reports.items():
+            if "network_minus_this" in report:
+                cells = [report["network_minus_this"][metric] for metric in HEADLINE_NAMES]
+                print(f"{'- ' + name:14}" + "  ".join(f"{cell['mean']:+.3f} [{cell['interval_95'][0]:+.3f}, "
+                                                      f"{cell['interval_95'][1]:+.3f}]" for cell in cells))
     any_report = next(iter(reports.values()))
     labels = bin_labels(any_report["bins"]["snr"])
     print("\nRecall per transit S/N bin")
@@ -153,6 +198,10 @@ def main():
     parser.add_argument("--run", type=Path, help="score this existing run folder instead of training")
     parser.add_argument("--network-only", action="store_true",
                         help="leave out the BLS search and the oracle (minutes on a large set; cached per set)")
+    parser.add_argument("--baseline", type=Path,
+                        help="also score this run folder's network on the same curves, with paired differences")
+    parser.add_argument("--resamples", type=int, default=1000,
+                        help="bootstrap resamples of the curves for the 95 %% intervals (0: none)")
     args = parser.parse_args()
 
     import plots
@@ -171,14 +220,17 @@ def main():
         if any(entry["test"] != own[0]["test"] for entry in own):
             raise SystemExit(f"repeated default runs scored differently: {[entry['test'] for entry in own]}")
         report = own[0]
-    reports = score(run, args)
+    reports, scores, truth = score(run, args)
+    if args.resamples > 0:
+        add_intervals(reports, scores, truth, args.resamples)
     for folder in folders:
         folder.cleanup()
     wall = float(np.median(walls)) if walls else None
     result = {"epochs_trained": report["epochs_trained"], "best_epoch": report["best_epoch"], "wall_seconds": wall,
               "wall_seconds_runs": walls, "repeats": len(walls), "scored_run": str(args.run) if args.run else None,
               "own_test_split": report["test"], "other_seed_test": reports, "test_seed": args.test_seed,
-              "test_rows": args.test_rows, "machine": machine()}
+              "test_rows": args.test_rows, "baseline_run": str(args.baseline) if args.baseline else None,
+              "bootstrap_resamples": args.resamples, "machine": machine()}
     print_tables(reports)
     test = report["test"]
     print(f"\nrun's own test split: ROC AUC {test['roc_auc']:.3f}, PR AUC {test['pr_auc']:.3f}, recall@P0.9 "

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
-from completeness import completeness, negative_classes, threshold_at_false_positive_rate
+from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, headline_metrics, interval,
+                          negative_classes, threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
                             write_synthetic_dataset)
 import transit_search
@@ -43,6 +44,43 @@ def test_recall_per_snr_bin_and_false_positives_per_kind_are_counted_by_hand():
     assert rates["flares"] == 0.0 and rates["pulsator"] is None
     assert list(negative_classes(truth.kind, truth.spot_amplitude)[5:7]) == ["quiet", "spotted"]
     json.dumps(report)  # JSON-able as written by stage 7
+
+
+def _scored_set(rows, seed):
+    """A set like the quality benchmark's: 4 % hosts, S/N 0-50, scores that rise with the S/N."""
+    rng = np.random.default_rng(seed)
+    label = np.where(rng.random(rows) < 0.04, 2, 1)
+    snr = np.where(label == 2, rng.uniform(0.0, 50.0, rows), np.nan)
+    scores = rng.normal(0.0, 1.0, rows) + np.nan_to_num(snr) / 8.0
+    nan = np.full(rows, np.nan)
+    truth = SimpleNamespace(label=label, snr=snr, kind=np.where(label == 2, "planet", "quiet"), period=nan, depth=nan,
+                            n_transits=np.zeros(rows), spot_amplitude=np.zeros(rows))
+    return truth, scores
+
+
+def test_headline_metrics_are_completeness_figures_and_bootstrap_intervals_narrow_with_more_curves():
+    truth, scores = _scored_set(3000, 0)
+    host = truth.label == 2
+    report = completeness(scores, truth, {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(scores, host)})
+    figures = headline_metrics(scores, host, host & (np.nan_to_num(truth.snr) >= 12))
+    assert figures.tolist() == [report["roc_auc"], report["pr_auc"], report["recall_at_precision_0.9"],
+                                report["thresholds"][FALSE_POSITIVE_THRESHOLD]["recall_snr_ge_12"]]
+
+    samples = bootstrap_headline({"a": scores, "same": scores.copy(), "shifted": scores + 0.5}, truth, resamples=100)
+    assert samples["a"].shape == (100, 4)
+    # Every scorer is read on the same resamples: a scorer against its copy differs by nothing,
+    # and a score shifted by a constant ranks the same, so every figure agrees.
+    assert np.array_equal(samples["a"], samples["same"]) and np.allclose(samples["a"], samples["shifted"])
+    again = bootstrap_headline({"a": scores}, truth, resamples=100)
+    assert np.array_equal(again["a"], samples["a"])  # the same seed, the same resamples
+    bounds = interval(samples["a"])
+    assert bounds.shape == (4, 2) and ((bounds[:, 0] <= figures) & (figures <= bounds[:, 1])).all()
+    assert (bounds[:, 1] - bounds[:, 0] > 0).all()
+    # Four times the curves: the ROC AUC's interval about half as wide (binomial-like noise).
+    big_truth, big_scores = _scored_set(12000, 1)
+    big_bounds = interval(bootstrap_headline({"a": big_scores}, big_truth, resamples=100)["a"])
+    width, big_width = bounds[0, 1] - bounds[0, 0], big_bounds[0, 1] - big_bounds[0, 0]
+    assert 0.3 < big_width / width < 0.75
 
 
 @pytest.mark.parametrize("noise, spread", [("point_to_point", 0.08), ("transit_timescale", 0.3)])
