@@ -19,7 +19,9 @@ measures S/N 1-5 on some of them) among the "strong" ones; the truth file keeps 
 Stage [7/7] calls ``evaluate_built_in`` after every run trained on the built-in data: it draws a
 fresh set from another seed, scores it and writes ``results/completeness.png`` and
 ``results/completeness.json`` (seconds). ``bench/quality.py`` does the same on a larger set with
-the BLS baseline and the oracle beside the network.
+the BLS baseline and the oracle beside the network, and reads how much of each headline figure
+is the luck of the set (``bootstrap_headline``: 95 % intervals over resamples of its curves, and
+paired differences between scorers on the same resamples).
 """
 
 from __future__ import annotations
