@@ -32,6 +32,7 @@ its difference leaves out zero, which the two intervals side by side cannot tell
     python3 bench/quality.py
     python3 bench/quality.py --repeats 1 --run /tmp/old_run     # score an existing run
     python3 bench/quality.py --repeats 1 --run /tmp/new_run --baseline /tmp/old_run   # paired difference
+    python3 bench/quality.py --repeats 1 --run /tmp/run_a /tmp/run_b --baseline /tmp/run_a   # an ensemble
     python3 bench/quality.py --repeats 1 --run /tmp/old_run --test-rows 20000 --test-seed 3033 --network-only
                                                                 # tighter figures: 800 unseen hosts
 """
@@ -90,33 +91,44 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
     return {"BLS (SDE)": bls, "oracle": oracle}
 
 
-def score(run: Path, args) -> tuple[dict, dict, object]:
-    """(completeness reports, scores, truth) of the network, BLS and the oracle on the unseen set,
-    and of the ``--baseline`` run's network where one is given."""
-    from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, built_in_inputs,
-                              completeness, fresh_built_in_set, threshold_at_false_positive_rate)
+def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float]:
+    """(scores, validation threshold) of a run folder's best model on the set's curves,
+    preprocessed with the run's own settings (``inputs``: settings -> inputs, filled as needed)."""
+    from completeness import built_in_inputs
     from evaluation import load_model_file
-    from synthetic_data import SyntheticConfig
     from model import predict_scores
+    from preprocessing import PreprocessingConfig
+    from settings import Paths
+
+    paths = Paths(models_dir=run / "models")
+    config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
+    if config not in inputs:
+        inputs[config] = built_in_inputs(truth, config)
+    model = load_model_file(paths.best_model_file)  # with weight averaging, the averaged weights
+    return predict_scores(model, inputs[config]), json.loads(paths.threshold_file.read_text())["threshold"]
+
+
+def score(runs: list[Path], args) -> tuple[dict, dict, object]:
+    """(completeness reports, scores, truth) of the network, BLS and the oracle on the unseen set,
+    and of the ``--baseline`` run's network where one is given. With several runs, "network" is
+    the mean of their networks' scores (an ensemble), without a validation threshold."""
+    from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
+                              fresh_built_in_set, threshold_at_false_positive_rate)
+    from synthetic_data import SyntheticConfig
     from memory import available_cores
     from preprocessing import PreprocessingConfig
     from settings import Paths
 
-    paths = Paths(models_dir=run / "models", results_dir=run / "results")
-    config = PreprocessingConfig.from_json_file(paths.preprocessor_file)
-    validation_thresholds = {"network": json.loads(paths.threshold_file.read_text())["threshold"]}
+    config = PreprocessingConfig.from_json_file(Paths(models_dir=runs[0] / "models").preprocessor_file)
     # The survey-like host fraction of the default built-in data set.
     truth, inputs = fresh_built_in_set(args.test_rows, args.test_seed, SyntheticConfig().positive_fraction, config)
     host = truth.label == 2
-    model = load_model_file(paths.best_model_file)  # with weight averaging, the averaged weights
-    scores = {"network": predict_scores(model, inputs)}
+    by_config = {config: inputs}
+    scored = [network_scores(run, truth, by_config) for run in runs]
+    scores = {"network": np.mean([values for values, _ in scored], axis=0)}
+    validation_thresholds = {"network": scored[0][1]} if len(runs) == 1 else {}
     if args.baseline is not None:
-        # The baseline run's network on the same curves, preprocessed with its own settings.
-        base = Paths(models_dir=args.baseline / "models")
-        base_config = PreprocessingConfig.from_json_file(base.preprocessor_file)
-        base_inputs = inputs if base_config == config else built_in_inputs(truth, base_config)
-        scores["baseline"] = predict_scores(load_model_file(base.best_model_file), base_inputs)
-        validation_thresholds["baseline"] = json.loads(base.threshold_file.read_text())["threshold"]
+        scores["baseline"], validation_thresholds["baseline"] = network_scores(args.baseline, truth, by_config)
     if not args.network_only:
         scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
@@ -195,7 +207,8 @@ def main():
     parser.add_argument("--test-rows", type=int, default=5000)
     parser.add_argument("--test-seed", type=int, default=2026)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--run", type=Path, help="score this existing run folder instead of training")
+    parser.add_argument("--run", type=Path, nargs="+",
+                        help="score this existing run folder instead of training; several: the mean of their networks")
     parser.add_argument("--network-only", action="store_true",
                         help="leave out the BLS search and the oracle (minutes on a large set; cached per set)")
     parser.add_argument("--baseline", type=Path,
@@ -209,8 +222,8 @@ def main():
 
     walls, own, folders = [], [], []
     if args.run is not None:
-        run = args.run
-        report = json.loads((Paths(results_dir=run / "results").metrics_file).read_text())
+        runs = args.run
+        report = json.loads((Paths(results_dir=runs[0] / "results").metrics_file).read_text())
     else:
         for _ in range(args.repeats):
             wall, run, folder = train_default(args.epochs)
@@ -219,15 +232,16 @@ def main():
             own.append(json.loads((Paths(results_dir=run / "results").metrics_file).read_text()))
         if any(entry["test"] != own[0]["test"] for entry in own):
             raise SystemExit(f"repeated default runs scored differently: {[entry['test'] for entry in own]}")
-        report = own[0]
-    reports, scores, truth = score(run, args)
+        report, runs = own[0], [run]
+    reports, scores, truth = score(runs, args)
     if args.resamples > 0:
         add_intervals(reports, scores, truth, args.resamples)
     for folder in folders:
         folder.cleanup()
     wall = float(np.median(walls)) if walls else None
     result = {"epochs_trained": report["epochs_trained"], "best_epoch": report["best_epoch"], "wall_seconds": wall,
-              "wall_seconds_runs": walls, "repeats": len(walls), "scored_run": str(args.run) if args.run else None,
+              "wall_seconds_runs": walls, "repeats": len(walls),
+              "scored_runs": [str(run) for run in args.run] if args.run else None,
               "own_test_split": report["test"], "other_seed_test": reports, "test_seed": args.test_seed,
               "test_rows": args.test_rows, "baseline_run": str(args.baseline) if args.baseline else None,
               "bootstrap_resamples": args.resamples, "machine": machine()}
