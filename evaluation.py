@@ -40,8 +40,8 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """ROC AUC, PR AUC, precision/recall/F1 at ``threshold``, confusion counts, recall at precision 0.9."""
-    from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, \
-        roc_auc_score
+    from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_score, recall_score,
+                                 roc_auc_score)
 
     labels = np.asarray(labels).astype(int)
     predicted = (scores >= threshold).astype(int)

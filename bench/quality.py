@@ -20,7 +20,8 @@ on the curves and the preprocessing, so they are cached in results/bench/.
 
 The run is deterministic (same seed, same bits), so repetitions only vary the wall time (median
 reported); the script checks that their scores agree. ``--run DIR`` scores the models of an
-existing run folder instead of training (e.g. a run of older code, for a before/after table).
+existing run folder instead of training (e.g. a run of older code, for a before/after table);
+``--run DIR DIR ...`` scores the mean of several runs' networks, each on its own preprocessing.
 
 How much of a figure is the luck of the set: 200 hosts are few (one of the 122 strong ones is
 0.008 of their recall). Each headline figure comes with its 95 % interval, a bootstrap over the
