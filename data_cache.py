@@ -5,7 +5,7 @@ interruption, say) reads this cache instead. The curves themselves are ``.npy`` 
 index, read by rows (``row_store.RowFile``) and never loaded whole, so memory stays bounded
 whatever the data size:
 
-    training_data.<build>.X_train.npy   float32 [rows, sequence_length, 1]   model inputs
+    training_data.<build>.X_train.npy   float32 [rows, sequence_length, channels]   model inputs
     ...X_val.npy, ...X_test.npy
     training_data.<build>.raw_test.npy  float32 [rows, sequence_length]      test curves before preprocessing
 
@@ -278,7 +278,7 @@ def build(path: Path, curves, plan, fingerprint: dict, config, share=None, synch
         return before, before + sum(len(rows) for rows, _ in chunks[name][first:end])
 
     mine = {name: rows_of(name, me) for name in SPLITS}
-    shapes = {f"X_{name}": (stop - start, length, 1) for name, (start, stop) in mine.items()}
+    shapes = {f"X_{name}": (stop - start, length, config.channels) for name, (start, stop) in mine.items()}
     shapes["raw_test"] = (mine["test"][1] - mine["test"][0], length)
     if workers > 1:
         shapes = {name: shape for name, shape in shapes.items() if shape[0]}  # no file for no rows

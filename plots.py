@@ -115,8 +115,8 @@ def gallery(raw, processed, labels: np.ndarray, scores: np.ndarray, threshold: f
             names: list[str], path: Path, cadence_days: float, per_group: int = 3) -> None:
     """True positives, false positives and false negatives: raw, preprocessed, and folded.
 
-    ``raw`` [rows, cadences] and ``processed`` [rows, cadences(, 1)]: arrays or the cache's
-    ``RowFile``s; only the rows shown are read.
+    ``raw`` [rows, cadences] and ``processed`` [rows, cadences(, channels)]: arrays or the cache's
+    ``RowFile``s; only the rows shown are read. Of several channels the first is shown.
 
     Time is in days from the first cadence. The third column folds the preprocessed curve at
     the period a box least squares search finds in it (``transit_search``), binned, with the
@@ -134,7 +134,7 @@ def gallery(raw, processed, labels: np.ndarray, scores: np.ndarray, threshold: f
         rows = [("highest score", int(np.argmax(scores)))]
     shown = np.array([index for _, index in rows])
     raw = np.asarray(raw.take(shown, axis=0))
-    processed = np.asarray(processed.take(shown, axis=0)).reshape(len(shown), -1)
+    processed = transit_search.first_channel(processed.take(shown, axis=0))
     found = transit_search.search(processed, cadence_days)
     days = np.arange(raw.shape[1]) * cadence_days
     fig, axes = plt.subplots(len(rows), 3, figsize=(18, 2.3 * len(rows)), squeeze=False,

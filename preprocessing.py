@@ -77,6 +77,11 @@ class PreprocessingConfig:
     sequence_length: int = 3197        # Kepler long cadence, 29.4 min, about 65 days
     max_missing_fraction: float = 0.5  # rows missing more than this are dropped
     detrend_window: int = 49           # 1 day: four times a 6-hour transit, shorter than spot periods
+    # More input channels: the same curve detrended over each of these windows too (channel 0 is
+    # ``detrend_window``'s). A short window follows the star, a long one keeps more of a long,
+    # weak transit; averaging two networks trained on 49 and 73 cadences beat either (README,
+    # "Measured"), and this gives one network both views. Empty: one channel, as before 1.8.
+    extra_detrend_windows: tuple[int, ...] = ()
     trend_bin: int = 3                 # cadences summed per point of the masked trend fit (speed)
     detrend_iterations: int = 2        # masked refits after the first, unmasked one
     mask_sigma: float = 3.0            # points this far from the trend are kept out of the fit
@@ -90,6 +95,8 @@ class PreprocessingConfig:
     flux_column: str = ""              # FITS/CSV flux column; "" = PDCSAP_FLUX where it exists
 
     def __post_init__(self):
+        # JSON (--config, the saved settings) gives lists; keep the config hashable and comparable.
+        object.__setattr__(self, "extra_detrend_windows", tuple(int(w) for w in self.extra_detrend_windows))
         if self.sequence_length < 16:
             raise ValueError(f"sequence_length must be at least 16, got {self.sequence_length}")
         if not 0.0 < self.max_missing_fraction < 1.0:
@@ -101,6 +108,10 @@ class PreprocessingConfig:
                              f"sequence_length ({self.sequence_length})")
         if not 1 <= self.trend_bin <= self.detrend_window // 5:
             raise ValueError(f"trend_bin must be between 1 and detrend_window/5, got {self.trend_bin}")
+        for window in self.extra_detrend_windows:
+            if window < 5 * self.trend_bin or window % 2 == 0 or window > self.sequence_length:
+                raise ValueError(f"extra_detrend_windows must be odd numbers of cadences from 5 * trend_bin "
+                                 f"({5 * self.trend_bin}) to sequence_length ({self.sequence_length}), got {window}")
         for name in ("mask_sigma", "upper_clip", "compress_scale"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -112,6 +123,11 @@ class PreprocessingConfig:
         quality_bits(self.quality_bitmask, "kepler")  # raises ValueError naming the setting
 
     @property
+    def channels(self) -> int:
+        """Input channels of the model: one per detrending window."""
+        return 1 + len(self.extra_detrend_windows)
+
+    @property
     def grid_cadence_days(self) -> float:
         return self.grid_cadence_minutes / 1440.0
 
@@ -121,11 +137,11 @@ class PreprocessingConfig:
     def fingerprint(self) -> dict:
         """The settings as the cache and checkpoint fingerprints record them.
 
-        Settings added in 1.2 are recorded only where they differ from the values that load as 1.1
-        did (their defaults), so a run started with 1.1 (whose curves they do not change) resumes
-        as it was.
+        Settings added since 1.2 are recorded only where they differ from the values that load as
+        1.1 did (their defaults), so a run started with 1.1 (whose curves they do not change)
+        resumes as it was.
         """
-        return fingerprints.settings(self, _ADDED_IN_1_2)
+        return fingerprints.settings(self, _ADDED_SINCE_1_2)
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":
@@ -139,9 +155,10 @@ class PreprocessingConfig:
         return cls(**settings)
 
 
-# Settings added in 1.2, with the value that loads and preprocesses as 1.1 did.
-_ADDED_IN_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
-                 "max_gap_days": 0.5, "quality_bitmask": "default", "flux_column": ""}
+# Settings added since 1.2, with the value that loads and preprocesses as 1.1 did.
+_ADDED_SINCE_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
+                    "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "max_gap_days": 0.5,
+                    "quality_bitmask": "default", "flux_column": "", "extra_detrend_windows": ()}
 
 
 def quality_bits(bitmask: str, mission: str) -> int:
@@ -557,6 +574,20 @@ def clip_and_compress(normalised: np.ndarray, upper_clip: float, compress_scale:
     return compress_scale * np.arcsinh(clipped / compress_scale)
 
 
+def _detrended_normalised(block: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
+    """``preprocess`` of float64 rows with ``config.detrend_window``: one channel, [rows, cadences]."""
+    gappy = np.isnan(block).any(axis=1)
+    if not gappy.any():
+        residual = block - robust_trend(block, config)
+        return clip_and_compress(robust_normalise(residual), config.upper_clip, config.compress_scale)
+    result = np.empty(block.shape)
+    if not gappy.all():
+        clean = block[~gappy]
+        result[~gappy] = robust_normalise(clean - robust_trend(clean, config))
+    result[gappy] = _normalise_with_gaps(block[gappy], config)
+    return clip_and_compress(result, config.upper_clip, config.compress_scale)
+
+
 def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | None = None,
                chunk_rows: int = 128, workers: int | None = None) -> np.ndarray:
     """Detrend, normalise, clip and compress each curve; the model's input.
@@ -569,12 +600,15 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
     their noise is measured on the observed points, and the points reach the model as 0. Rows
     without NaN take the plain path, unchanged by this.
 
+    With ``extra_detrend_windows`` each curve gives one channel per detrending window, each
+    exactly what ``preprocess`` gives with that window alone; channel 0 is ``detrend_window``'s.
+
     Args:
         flux: [rows, sequence_length] array as loaded, any units; NaN where there is no data.
         config: the preprocessing settings.
-        out: float32 array [rows, sequence_length, 1] to write into; it may share memory with a
-            float32 ``flux`` (each chunk is read before it is overwritten), which preprocesses
-            in place. A new array when None.
+        out: float32 array [rows, sequence_length, config.channels] to write into; with one
+            channel it may share memory with a float32 ``flux`` (each chunk is read before it is
+            overwritten), which preprocesses in place. A new array when None.
         chunk_rows: rows per chunk: small enough for the float64 temporaries to stay in the
             CPU caches (128 rows: 1.6x faster than 2048, and 0.6 GB less memory;
             ``bench/preprocess_speed.py``).
@@ -586,25 +620,19 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
     flux = np.asarray(flux)
     if flux.ndim != 2 or flux.shape[1] != config.sequence_length:
         raise ValueError(f"expected curves of shape [rows, {config.sequence_length}], got {flux.shape}")
+    shape = flux.shape + (config.channels,)
     if out is None:
-        out = np.empty(flux.shape + (1,), dtype=np.float32)
-    elif out.shape != flux.shape + (1,) or out.dtype != np.float32:
-        raise ValueError(f"out must be float32 of shape {flux.shape + (1,)}, got {out.dtype} {out.shape}")
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {shape}, got {out.dtype} {out.shape}")
+    # One setting per channel, each with a single window.
+    settings = [dataclasses.replace(config, detrend_window=window, extra_detrend_windows=())
+                for window in (config.detrend_window, *config.extra_detrend_windows)]
 
     def one_chunk(start: int) -> None:
-        block = flux[start:start + chunk_rows].astype(np.float64)
-        gappy = np.isnan(block).any(axis=1)
-        if not gappy.any():
-            residual = block - robust_trend(block, config)
-            out[start:start + chunk_rows, :, 0] = clip_and_compress(
-                robust_normalise(residual), config.upper_clip, config.compress_scale)
-            return
-        result = np.empty(block.shape)
-        if not gappy.all():
-            clean = block[~gappy]
-            result[~gappy] = robust_normalise(clean - robust_trend(clean, config))
-        result[gappy] = _normalise_with_gaps(block[gappy], config)
-        out[start:start + chunk_rows, :, 0] = clip_and_compress(result, config.upper_clip, config.compress_scale)
+        block = flux[start:start + chunk_rows].astype(np.float64)  # read before ``out`` is written
+        for channel, setting in enumerate(settings):
+            out[start:start + chunk_rows, :, channel] = _detrended_normalised(block, setting)
 
     starts = range(0, flux.shape[0], chunk_rows)
     workers = workers or available_cores()

@@ -79,6 +79,13 @@ def _search_chunk(args) -> list[tuple]:
     return [_search_one(curve, cadence_days) for curve in curves]
 
 
+def first_channel(curves) -> np.ndarray:
+    """[rows, cadences] of model inputs [rows, cadences(, channels)]: the first channel, the
+    curve detrended over ``detrend_window`` (the others are the same curve detrended otherwise)."""
+    curves = np.asarray(curves)
+    return curves[..., 0] if curves.ndim == 3 else curves.reshape(len(curves), -1)
+
+
 def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int = 1) -> SearchResult:
     """BLS period search of each row of ``curves`` ([rows, cadences], preprocessed).
 
@@ -87,7 +94,7 @@ def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int 
         cadence_days: time between cadences.
         workers: processes, each searching its own chunks of curves.
     """
-    curves = np.asarray(curves).reshape(len(curves), -1)
+    curves = first_channel(curves)
     chunks = [(part, cadence_days) for part in np.array_split(curves, max(1, min(len(curves), 8 * workers)))
               if len(part)]
     if workers > 1 and len(chunks) > 1:
@@ -113,7 +120,7 @@ def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndar
     """
     from astropy.timeseries import BoxLeastSquares
 
-    curves = np.asarray(curves).reshape(len(curves), -1)
+    curves = first_channel(curves)
     out = np.full(len(curves), np.nan)
     for row in np.flatnonzero(np.isfinite(period) & np.isfinite(duration)):
         width = float(min(duration[row], 0.5 * period[row]))

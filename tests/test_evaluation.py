@@ -154,3 +154,31 @@ def test_log_has_one_header_per_run_and_the_resumed_runs_lines(trained):
     assert "(resuming from checkpoint)" in headers[1] and "--epochs 6" in headers[1]
     assert "Epoch 6/6" in text and "CHECKPOINT FOUND - RESUMING TRAINING" in text
     assert text.index("Epoch 6/6") < text.index(headers[1]) < text.rindex("Training already finished")
+
+
+def test_a_run_with_extra_detrending_windows_trains_and_predicts_on_every_channel(tiny_data, tmp_path):
+    from conftest import TINY_CONFIG
+    from evaluation import load_model_file
+    from preprocessing import PreprocessingConfig, preprocess
+
+    workdir = make_workdir(tmp_path, tiny_data)
+    config = tmp_path / "channels.json"
+    config.write_text(json.dumps(TINY_CONFIG | {"preprocessing": TINY_CONFIG["preprocessing"]
+                                                | {"extra_detrend_windows": [41]}}))
+    result = run_trainer(workdir, "--config", str(config), "--epochs", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    x_test = read_cache(workdir, "X_test")
+    assert x_test.shape[1:] == (128, 2)
+    # The saved settings carry the windows, so prediction makes the same two channels.
+    saved = PreprocessingConfig.from_json_file(workdir / "models" / "preprocessor_hybrid.json")
+    assert saved.extra_detrend_windows == (41,) and saved.channels == 2
+    one_window = preprocess(read_cache(workdir, "raw_test"), PreprocessingConfig(**TINY_CONFIG["preprocessing"]))
+    assert np.array_equal(x_test[..., :1], one_window)  # channel 0 is the one-window run's input
+    model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
+    assert model.input_shape == (None, 128, 2)
+    predicted = run_trainer(workdir, "--config", str(config), "--predict", str(workdir / "data"))
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    with open(workdir / "results" / "predictions.csv") as handle:
+        by_line = {int(r["line"]): float(r["probability"]) for r in csv.DictReader(handle)}
+    got = np.array([by_line[int(line)] for line in read_cache(workdir, "line_test")])
+    np.testing.assert_allclose(got, four_view_mean(model, x_test), atol=2e-6)

@@ -1,6 +1,7 @@
 """Preprocessing functions on small series with known answers."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -148,6 +149,31 @@ def test_preprocess_shape_dtype_and_unit_independence():
     ppm = preprocess((flux - 1.0) * 1e6, config)
     np.testing.assert_allclose(electrons, out, atol=1e-3)
     np.testing.assert_allclose(ppm, out, atol=1e-3)
+
+
+def test_extra_detrending_windows_are_channels_each_as_its_window_alone(tmp_path):
+    config = dataclasses.replace(PreprocessingConfig(), sequence_length=256, detrend_window=21,
+                                 extra_detrend_windows=[41, 61])  # a list, as --config gives it
+    assert config.extra_detrend_windows == (41, 61) and config.channels == 3
+    _, flux, _, _ = _spotted_star_with_transit(2)
+    flux = np.stack([flux[:256], flux[256:512], flux[512:768]])
+    flux[1, 100:130] = np.nan  # a gap: the gappy path, per channel too
+    out = preprocess(flux, config, chunk_rows=2)
+    assert out.shape == (3, 256, 3) and out.dtype == np.float32
+    for channel, window in enumerate((21, 41, 61)):
+        alone = preprocess(flux, dataclasses.replace(config, detrend_window=window, extra_detrend_windows=()))
+        assert np.array_equal(out[..., channel], alone[..., 0])
+    assert not np.array_equal(out[..., 0], out[..., 2])  # two views of the curve, not one twice
+    # Saved as JSON and read back as the same settings; the default is recorded as before 1.8.
+    path = tmp_path / "preprocessor.json"
+    path.write_text(json.dumps(config.to_json()))
+    assert PreprocessingConfig.from_json_file(path) == config
+    assert "extra_detrend_windows" not in PreprocessingConfig().fingerprint()
+    assert config.fingerprint()["extra_detrend_windows"] == (41, 61)
+    with pytest.raises(ValueError, match="extra_detrend_windows must be odd"):
+        PreprocessingConfig(extra_detrend_windows=(50,))
+    with pytest.raises(ValueError, match="out must be float32 of shape"):
+        preprocess(flux, config, out=np.empty((3, 256, 1), np.float32))
 
 
 def test_noise_on_timescale_is_the_white_noise_on_every_timescale_and_counts_red_noise():
