@@ -103,19 +103,25 @@ def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dic
                                        ("transits", truth.n_transits, TRANSIT_COUNT_BINS),
                                        ("depth", truth.depth, DEPTH_BINS))}
     report["hosts_by"] = {key: [int(mask.sum()) for mask in masks] for key, masks in bins.items()}
+    strong = strong_hosts(truth)
     for name, threshold in thresholds.items():
         detected = scores >= threshold
         entry = {"threshold": float(threshold), "recall": float(detected[host].mean()),
                  "false_positive_rate": float(detected[~host].mean())}
         for key, masks in bins.items():
             entry[f"recall_by_{key}"] = [float(detected[host][mask].mean()) if mask.any() else None for mask in masks]
-        strong = host & (np.asarray(truth.snr) >= STRONG_SNR)
         entry["recall_snr_ge_12"] = float(detected[strong].mean()) if strong.any() else None
         entry["false_positive_rate_by_kind"] = {
             kind: (float(detected[classes == kind].mean()) if (classes == kind).any() else None)
             for kind in NEGATIVE_CLASSES}
         report["thresholds"][name] = entry
     return report
+
+
+def strong_hosts(truth) -> np.ndarray:
+    """[rows] bool: the hosts whose transit S/N is at least ``STRONG_SNR`` (non-hosts have none)."""
+    snr = np.nan_to_num(np.asarray(truth.snr, dtype=np.float64))
+    return (np.asarray(truth.label) == 2) & (snr >= STRONG_SNR)
 
 
 def headline_metrics(scores: np.ndarray, is_host: np.ndarray, is_strong: np.ndarray,
@@ -125,7 +131,7 @@ def headline_metrics(scores: np.ndarray, is_host: np.ndarray, is_strong: np.ndar
     Args:
         scores: [rows] higher means more likely a host.
         is_host: [rows] bool.
-        is_strong: [rows] bool, the hosts with S/N >= ``STRONG_SNR``.
+        is_strong: [rows] bool, the hosts with S/N >= ``STRONG_SNR`` (``strong_hosts``).
         rate: the false-positive rate that sets the threshold of the strong hosts' recall.
 
     Returns:
@@ -165,16 +171,15 @@ def bootstrap_headline(scores: dict[str, np.ndarray], truth, resamples: int = 10
         name -> float64 [resamples, 4]: the ``headline_metrics`` of each resample, in
         ``HEADLINE_NAMES`` order.
     """
-    host = np.asarray(truth.label) == 2
-    strong = host & (np.nan_to_num(np.asarray(truth.snr, dtype=np.float64)) >= STRONG_SNR)
+    host, strong = np.asarray(truth.label) == 2, strong_hosts(truth)
+    scores = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
     hosts, others = np.flatnonzero(host), np.flatnonzero(~host)
     rng = np.random.default_rng([seed, 31])
     results = {name: np.empty((resamples, len(HEADLINE_NAMES))) for name in scores}
     for number in range(resamples):
         rows = np.concatenate([rng.choice(hosts, hosts.size), rng.choice(others, others.size)])
         for name, values in scores.items():
-            results[name][number] = headline_metrics(np.asarray(values, dtype=np.float64)[rows], host[rows],
-                                                     strong[rows])
+            results[name][number] = headline_metrics(values[rows], host[rows], strong[rows])
     return results
 
 
