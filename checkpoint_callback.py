@@ -258,9 +258,13 @@ class CheckpointStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def check(self, fingerprint: dict | None = None) -> None:
-        """Raise now what ``restore`` would refuse with; reads only, changes nothing."""
-        self._choose(fingerprint)
+    def check(self, fingerprint: dict | None = None, digested: dict | None = None) -> None:
+        """Raise now what ``restore`` would refuse with; reads only, changes nothing.
+
+        ``digested``: records behind digests in the fingerprint, to name what changed in them
+        (``fingerprints.differences``).
+        """
+        self._choose(fingerprint, digested)
 
     def restore(self, fingerprint: dict | None = None, read_only: bool = False) -> tuple[Path, TrainingState] | None:
         """The newest good checkpoint (model file, state), repairing the views; None if none exists.
@@ -318,7 +322,7 @@ class CheckpointStore:
                 problems.append((path, str(damage)))
         return None, problems
 
-    def _choose(self, fingerprint: dict | None):
+    def _choose(self, fingerprint: dict | None, digested: dict | None = None):
         """(state, path, damaged files with reasons, newest epoch the views claim) of the newest
         usable checkpoint, or None when there is none; reads only (see ``restore``)."""
         candidates, problems = [], []
@@ -348,9 +352,9 @@ class CheckpointStore:
                 state, path = candidates[0]
                 raise CheckpointMismatch(
                     f"the checkpoint in {self.folder} (epoch {state.epoch}) was made with other settings: "
-                    f"{'; '.join(fingerprints.differences(state.fingerprint, fingerprint))}. Either rerun with the "
-                    f"settings it was made with, or start over with --fresh (deletes the checkpoint); the "
-                    f"checkpoint is left untouched")
+                    f"{'; '.join(fingerprints.differences(state.fingerprint, fingerprint, digested=digested))}. "
+                    f"Either rerun with the settings it was made with, or start over with --fresh (deletes the "
+                    f"checkpoint); the checkpoint is left untouched")
             problems += [(p, "it was made by another run, with other settings") for s, p in candidates
                          if s.fingerprint != fingerprint]
             candidates = matching

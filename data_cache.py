@@ -407,6 +407,15 @@ def known_row_counts(path: Path) -> dict[tuple, int]:
         return {}
 
 
+def saved_fingerprint(path: Path) -> dict | None:
+    """The fingerprint the cache was made from, or None if it is absent or unreadable; reads nothing else."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(str(archive["fingerprint"]))
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+
+
 def load(path: Path, expected: dict) -> TrainingData | None:
     """The cached data if it matches ``expected``; otherwise None, with one line saying why."""
     path = Path(path)

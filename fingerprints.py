@@ -29,11 +29,13 @@ def settings(config, unchanged_when: dict, leave_out: tuple = ()) -> dict:
             if key not in leave_out and (key not in unchanged_when or value != unchanged_when[key])}
 
 
-def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def differences(old: dict, new: dict, prefix: str = "", digested: dict | None = None) -> list[str]:
     """Each difference between two fingerprints, as ``section.key before -> after``.
 
     Nested objects are compared key by key; a list of files (objects with a ``name``) is
-    compared by name: new, removed or changed files.
+    compared by name: new, removed or changed files. ``digested``: for a key of ``DIGESTS``,
+    the (old, new) records its two digests were made from, where known; if they match the
+    digests, the differences between the records are named instead of the key.
     """
     changes = []
     for key in sorted(set(old) | set(new), key=str):
@@ -45,7 +47,12 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif _is_file_list(before) and _is_file_list(after):
             changes += _file_differences(before, after)
         elif not prefix and key in DIGESTS:
-            changes.append(DIGESTS[key])
+            records = (digested or {}).get(key)
+            if records and all(isinstance(d, str) and record is not None and digest(record).startswith(d)
+                               for d, record in zip((before, after), records)):
+                changes += [change for change in differences(*records) if change not in changes]
+            else:
+                changes.append(DIGESTS[key])
         else:
             # A key absent on one side is a setting that version did not have (its old behaviour).
             changes.append(f"{prefix}{key} {'(not set)' if key not in old else before} -> "

@@ -133,7 +133,8 @@ def run(settings, task, writes) -> None:
     # chief: the other workers read its checkpoint at stage 5, once it has restored it).
     if task.is_chief:
         training.check_checkpoint(paths.checkpoint_dir, training.training_fingerprint(
-            settings.model, settings.training, settings.seed, fingerprint), settings.fresh)
+            settings.model, settings.training, settings.seed, fingerprint), settings.fresh,
+            (data_cache.saved_fingerprint(paths.cache_file), fingerprint))
 
     announce(2, "Loading datasets")
     data = data_cache.load(paths.cache_file, fingerprint)

@@ -79,9 +79,9 @@ class PreprocessingConfig:
     detrend_window: int = 49           # 1 day: four times a 6-hour transit, shorter than spot periods
     # More input channels: the same curve detrended over each of these windows too (channel 0 is
     # ``detrend_window``'s). A short window follows the star, a long one keeps more of a long,
-    # weak transit; averaging two networks trained on 49 and 73 cadences beat either (README,
-    # "Measured"), and this gives one network both views. Empty: one channel, as before 1.8.
-    extra_detrend_windows: tuple[int, ...] = ()
+    # weak transit; one network reading both (1 day and 1.5 days) finds more planets than one
+    # reading either (README, "Measured"). Empty: one channel, as before 1.9.
+    extra_detrend_windows: tuple[int, ...] = (73,)
     trend_bin: int = 3                 # cadences summed per point of the masked trend fit (speed)
     detrend_iterations: int = 2        # masked refits after the first, unmasked one
     mask_sigma: float = 3.0            # points this far from the trend are kept out of the fit
@@ -138,8 +138,9 @@ class PreprocessingConfig:
         """The settings as the cache and checkpoint fingerprints record them.
 
         Settings added since 1.2 are recorded only where they differ from the values that load as
-        1.1 did (their defaults), so a run started with 1.1 (whose curves they do not change)
-        resumes as it was.
+        1.1 did, so a run started with 1.1 (whose curves they do not change) resumes as it was.
+        Those values are the defaults, except ``extra_detrend_windows``: since 1.9 a default run
+        has two channels, so a run started before 1.9 resumes with ``[]`` set in ``--config``.
         """
         return fingerprints.settings(self, _ADDED_SINCE_1_2)
 
@@ -152,7 +153,9 @@ class PreprocessingConfig:
         unknown = set(settings) - known
         if unknown:
             raise ValueError(f"{path}: unknown preprocessing settings {sorted(unknown)}")
-        return cls(**settings)
+        # Training saves every setting, so one missing is one its version did not have: the
+        # model was trained as that version preprocessed, not with today's default.
+        return cls(**(_ADDED_SINCE_1_2 | settings))
 
 
 # Settings added since 1.2, with the value that loads and preprocesses as 1.1 did.

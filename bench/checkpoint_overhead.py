@@ -33,7 +33,7 @@ def run_epochs(x, y, x_val, y_val, epochs: int, with_checkpoints: bool, workdir:
     from epochs import EpochRunner
 
     keras.utils.set_random_seed(1)
-    model = build_model(ModelConfig(), x.shape[1])
+    model = build_model(ModelConfig(), x.shape[1], channels=x.shape[2])
     runner = EpochRunner(x, y, x_val, y_val, batch_size=32, seed=1)
     callbacks = []
     if with_checkpoints:

@@ -93,7 +93,7 @@ def plain_child(cache: Path, epochs: int) -> None:
         y, y_val = index["y_train"].astype(np.float32), index["y_val"].astype(np.float32)
     x, x_val, x_test = (np.load(cache.with_name(files[name]), allow_pickle=False) for name in ("X_train", "X_val", "X_test"))
     keras.utils.set_random_seed(1)
-    model = build_model(ModelConfig(), x.shape[1])
+    model = build_model(ModelConfig(), x.shape[1], channels=x.shape[2])
     weights = class_weights(y)
     model.fit(x, y, batch_size=32, shuffle=True, epochs=epochs, verbose=0, validation_data=(x_val, y_val),
               class_weight={0: weights[0], 1: weights[1]})

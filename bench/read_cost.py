@@ -49,7 +49,7 @@ def main():
         for _ in range(args.repeats):
             for name in seconds:
                 keras.utils.set_random_seed(1)
-                model, clock = build_model(ModelConfig(), x.shape[1]), epoch_clock()
+                model, clock = build_model(ModelConfig(), x.shape[1], channels=x.shape[2]), epoch_clock()
                 if name == "in-memory tensor":
                     runner = in_memory(EpochRunner(x, y, x_val, y_val, 32, 1))
                 else:

@@ -40,7 +40,7 @@ def ours(x, y, x_val, y_val, epochs):
 
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(1)
-    model = build_model(ModelConfig(), x.shape[1])
+    model = build_model(ModelConfig(), x.shape[1], channels=x.shape[2])
     clock = epoch_clock()
     EpochRunner(x, y, x_val, y_val, batch_size=32, seed=1,
                 random_views=TrainingConfig().random_views).fit(model, 0, epochs, [clock])
@@ -54,7 +54,7 @@ def plain(x, y, x_val, y_val, epochs):
     from epochs import class_weights
 
     keras.utils.set_random_seed(1)
-    model = build_model(ModelConfig(), x.shape[1])
+    model = build_model(ModelConfig(), x.shape[1], channels=x.shape[2])
     weights = class_weights(y)
     clock = epoch_clock()
     model.fit(x, y.astype(np.float32), batch_size=32, shuffle=True, epochs=epochs, verbose=0,

@@ -164,18 +164,19 @@ def test_a_run_with_extra_detrending_windows_trains_and_predicts_on_every_channe
     workdir = make_workdir(tmp_path, tiny_data)
     config = tmp_path / "channels.json"
     config.write_text(json.dumps(TINY_CONFIG | {"preprocessing": TINY_CONFIG["preprocessing"]
-                                                | {"extra_detrend_windows": [41]}}))
+                                                | {"extra_detrend_windows": [41, 61]}}))
     result = run_trainer(workdir, "--config", str(config), "--epochs", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     x_test = read_cache(workdir, "X_test")
-    assert x_test.shape[1:] == (128, 2)
-    # The saved settings carry the windows, so prediction makes the same two channels.
+    assert x_test.shape[1:] == (128, 3)
+    # The saved settings carry the windows, so prediction makes the same three channels.
     saved = PreprocessingConfig.from_json_file(workdir / "models" / "preprocessor_hybrid.json")
-    assert saved.extra_detrend_windows == (41,) and saved.channels == 2
-    one_window = preprocess(read_cache(workdir, "raw_test"), PreprocessingConfig(**TINY_CONFIG["preprocessing"]))
+    assert saved.extra_detrend_windows == (41, 61) and saved.channels == 3
+    one_window = preprocess(read_cache(workdir, "raw_test"),
+                            PreprocessingConfig(**TINY_CONFIG["preprocessing"] | {"extra_detrend_windows": []}))
     assert np.array_equal(x_test[..., :1], one_window)  # channel 0 is the one-window run's input
     model = load_model_file(workdir / "models" / "exoplanet_cnn_lstm.keras")
-    assert model.input_shape == (None, 128, 2)
+    assert model.input_shape == (None, 128, 3)
     predicted = run_trainer(workdir, "--config", str(config), "--predict", str(workdir / "data"))
     assert predicted.returncode == 0, predicted.stdout + predicted.stderr
     with open(workdir / "results" / "predictions.csv") as handle:

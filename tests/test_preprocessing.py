@@ -144,7 +144,7 @@ def test_preprocess_shape_dtype_and_unit_independence():
     _, flux, _, _ = _spotted_star_with_transit(1)
     flux = np.stack([flux[:256], flux[256:512]])
     out = preprocess(flux, config)
-    assert out.shape == (2, 256, 1) and out.dtype == np.float32
+    assert out.shape == (2, 256, 2) and out.dtype == np.float32  # the default's two detrendings
     electrons = preprocess(flux * 5.0e4 - 5.0e4, config)  # e-/s around the mean
     ppm = preprocess((flux - 1.0) * 1e6, config)
     np.testing.assert_allclose(electrons, out, atol=1e-3)
@@ -164,12 +164,21 @@ def test_extra_detrending_windows_are_channels_each_as_its_window_alone(tmp_path
         alone = preprocess(flux, dataclasses.replace(config, detrend_window=window, extra_detrend_windows=()))
         assert np.array_equal(out[..., channel], alone[..., 0])
     assert not np.array_equal(out[..., 0], out[..., 2])  # two views of the curve, not one twice
-    # Saved as JSON and read back as the same settings; the default is recorded as before 1.8.
+    # Saved as JSON and read back as the same settings.
     path = tmp_path / "preprocessor.json"
     path.write_text(json.dumps(config.to_json()))
     assert PreprocessingConfig.from_json_file(path) == config
-    assert "extra_detrend_windows" not in PreprocessingConfig().fingerprint()
+    # The default has two channels since 1.9; one channel is fingerprinted as before 1.8 was.
+    assert PreprocessingConfig().extra_detrend_windows == (73,) and PreprocessingConfig().channels == 2
+    assert PreprocessingConfig().fingerprint()["extra_detrend_windows"] == (73,)
     assert config.fingerprint()["extra_detrend_windows"] == (41, 61)
+    one_channel = dataclasses.replace(PreprocessingConfig(), extra_detrend_windows=())
+    assert "extra_detrend_windows" not in one_channel.fingerprint()
+    # A model saved before 1.8 has no such setting in its file: it reads one channel, as trained.
+    before = one_channel.to_json()
+    del before["extra_detrend_windows"]
+    path.write_text(json.dumps(before))
+    assert PreprocessingConfig.from_json_file(path).channels == 1
     with pytest.raises(ValueError, match="extra_detrend_windows must be odd"):
         PreprocessingConfig(extra_detrend_windows=(50,))
     with pytest.raises(ValueError, match="out must be float32 of shape"):

@@ -124,6 +124,12 @@ def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(
     assert result.returncode == 2
     assert "model.lstm_units 8 -> 16" in result.stderr and "--fresh" in result.stderr
     assert "[2/7]" not in result.stdout  # refused in stage 1, before the cache or anything else is written
+    # A data setting changed: named as the setting, read from the cache the checkpoint was made with.
+    detrended = config.parent / "detrended.json"
+    detrended.write_text(config.read_text().replace('"detrend_window": 21', '"detrend_window": 23'))
+    result = run_trainer(workdir, "--config", str(detrended), "--epochs", str(EPOCHS + 1))
+    assert result.returncode == 2
+    assert "preprocessing.detrend_window 21 -> 23" in result.stderr and "data (files" not in result.stderr
     after = {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file() and p.name not in
              ("training_full.log", ".lock")}
     assert after == before

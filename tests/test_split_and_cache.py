@@ -129,7 +129,7 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     assert fingerprint["files"][0]["name"] == "curves.csv"
     # The curves are .npy files beside the index, named by it.
     x_train = np.load(cache.with_name(arrays["X_train"]), allow_pickle=False)
-    assert x_train.dtype == np.float32 and x_train.shape == (train_rows, 128, 1)
+    assert x_train.dtype == np.float32 and x_train.shape == (train_rows, 128, 2)
     assert sorted(p.name for p in cache.parent.glob("training_data.*.npy")) == sorted(arrays.values())
 
     again = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1")
