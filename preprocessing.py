@@ -80,8 +80,9 @@ class PreprocessingConfig:
     # More input channels: the same curve detrended over each of these windows too (channel 0 is
     # ``detrend_window``'s). A short window follows the star, a long one keeps more of a long,
     # weak transit; one network reading both (1 day and 1.5 days) finds more planets than one
-    # reading either (README, "Measured"). Empty: one channel, as before 1.9.
-    extra_detrend_windows: tuple[int, ...] = (73,)
+    # reading either (README, "Measured"). Empty: one channel, as before 1.9. Not given: one
+    # window 1.5 times ``detrend_window`` (73 cadences beside 49), if it fits in the sequence.
+    extra_detrend_windows: tuple[int, ...] | None = None
     trend_bin: int = 3                 # cadences summed per point of the masked trend fit (speed)
     detrend_iterations: int = 2        # masked refits after the first, unmasked one
     mask_sigma: float = 3.0            # points this far from the trend are kept out of the fit
@@ -95,8 +96,9 @@ class PreprocessingConfig:
     flux_column: str = ""              # FITS/CSV flux column; "" = PDCSAP_FLUX where it exists
 
     def __post_init__(self):
-        # JSON (--config, the saved settings) gives lists; keep the config hashable and comparable.
-        object.__setattr__(self, "extra_detrend_windows", tuple(int(w) for w in self.extra_detrend_windows))
+        if self.extra_detrend_windows is not None:
+            # JSON (--config, the saved settings) gives lists; keep the config hashable and comparable.
+            object.__setattr__(self, "extra_detrend_windows", tuple(int(w) for w in self.extra_detrend_windows))
         if self.sequence_length < 16:
             raise ValueError(f"sequence_length must be at least 16, got {self.sequence_length}")
         if not 0.0 < self.max_missing_fraction < 1.0:
@@ -108,7 +110,7 @@ class PreprocessingConfig:
                              f"sequence_length ({self.sequence_length})")
         if not 1 <= self.trend_bin <= self.detrend_window // 5:
             raise ValueError(f"trend_bin must be between 1 and detrend_window/5, got {self.trend_bin}")
-        for window in self.extra_detrend_windows:
+        for window in self.extra_windows:
             if window < 5 * self.trend_bin or window % 2 == 0 or window > self.sequence_length:
                 raise ValueError(f"extra_detrend_windows must be odd numbers of cadences from 5 * trend_bin "
                                  f"({5 * self.trend_bin}) to sequence_length ({self.sequence_length}), got {window}")
@@ -123,16 +125,26 @@ class PreprocessingConfig:
         quality_bits(self.quality_bitmask, "kepler")  # raises ValueError naming the setting
 
     @property
+    def extra_windows(self) -> tuple[int, ...]:
+        """The windows of the channels after the first: ``extra_detrend_windows``, or, where that
+        is not given, one 1.5 times ``detrend_window`` (the nearest odd number) if it fits."""
+        if self.extra_detrend_windows is not None:
+            return self.extra_detrend_windows
+        longer = _nearest_odd(1.5 * self.detrend_window)
+        return (longer,) if longer <= self.sequence_length else ()
+
+    @property
     def channels(self) -> int:
         """Input channels of the model: one per detrending window."""
-        return 1 + len(self.extra_detrend_windows)
+        return 1 + len(self.extra_windows)
 
     @property
     def grid_cadence_days(self) -> float:
         return self.grid_cadence_minutes / 1440.0
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting, the windows as used: a saved model reads its channels as it was trained."""
+        return dataclasses.asdict(self) | {"extra_detrend_windows": list(self.extra_windows)}
 
     def fingerprint(self) -> dict:
         """The settings as the cache and checkpoint fingerprints record them.
@@ -141,8 +153,10 @@ class PreprocessingConfig:
         1.1 did, so a run started with 1.1 (whose curves they do not change) resumes as it was.
         Those values are the defaults, except ``extra_detrend_windows``: since 1.9 a default run
         has two channels, so a run started before 1.9 resumes with ``[]`` set in ``--config``.
+        The windows are recorded as used (``extra_windows``), given or not.
         """
-        return fingerprints.settings(self, _ADDED_SINCE_1_2)
+        return fingerprints.settings(dataclasses.replace(self, extra_detrend_windows=self.extra_windows),
+                                     _ADDED_SINCE_1_2)
 
     @classmethod
     def from_json_file(cls, path: Path) -> "PreprocessingConfig":
@@ -162,6 +176,10 @@ class PreprocessingConfig:
 _ADDED_SINCE_1_2 = {"grid_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES,
                     "row_cadence_minutes": KEPLER_LONG_CADENCE_MINUTES, "max_gap_days": 0.5,
                     "quality_bitmask": "default", "flux_column": "", "extra_detrend_windows": ()}
+
+
+def _nearest_odd(value: float) -> int:
+    return 2 * int(round((value - 1) / 2)) + 1
 
 
 def quality_bits(bitmask: str, mission: str) -> int:
@@ -603,7 +621,7 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
     their noise is measured on the observed points, and the points reach the model as 0. Rows
     without NaN take the plain path, unchanged by this.
 
-    With ``extra_detrend_windows`` each curve gives one channel per detrending window, each
+    Each curve gives one channel per detrending window (``extra_windows`` after the first), each
     exactly what ``preprocess`` gives with that window alone; channel 0 is ``detrend_window``'s.
 
     Args:
@@ -630,7 +648,7 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
         raise ValueError(f"out must be float32 of shape {shape}, got {out.dtype} {out.shape}")
     # One setting per channel, each with a single window.
     settings = [dataclasses.replace(config, detrend_window=window, extra_detrend_windows=())
-                for window in (config.detrend_window, *config.extra_detrend_windows)]
+                for window in (config.detrend_window, *config.extra_windows)]
 
     def one_chunk(start: int) -> None:
         block = flux[start:start + chunk_rows].astype(np.float64)  # read before ``out`` is written

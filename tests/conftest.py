@@ -36,11 +36,10 @@ def pytest_collection_modifyitems(session, config, items):
 # A run small enough for seconds: short curves, a tiny network, no early stopping. The built-in
 # curves (3197 values) are read as if 1.17 minutes apart, so that 25 values average into each
 # 29.4-minute grid point and a curve makes one window of 128 points instead of 25 windows. Two
-# detrending windows, as a default run has, in the same ratio (21 and 31; 49 and 73 cadences).
+# detrending windows, as a default run has: 21 cadences and (by default) 1.5 times that, 31.
 TINY_CONFIG = {
     "synthetic": {"rows": 240, "positive_fraction": 0.1, "completeness_rows": 0},
-    "preprocessing": {"sequence_length": 128, "detrend_window": 21, "extra_detrend_windows": [31],
-                      "row_cadence_minutes": 1.1723},
+    "preprocessing": {"sequence_length": 128, "detrend_window": 21, "row_cadence_minutes": 1.1723},
     "split": {"augment_copies": 1, "injected_fraction": 0.25, "injected_binary_fraction": 0.1},
     "model": {"conv_filters": [4, 8], "kernel_size": 5, "pool_size": 4, "lstm_units": 8, "dense_units": 8},
     "training": {"early_stopping_patience": 0},

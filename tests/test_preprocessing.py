@@ -168,9 +168,13 @@ def test_extra_detrending_windows_are_channels_each_as_its_window_alone(tmp_path
     path = tmp_path / "preprocessor.json"
     path.write_text(json.dumps(config.to_json()))
     assert PreprocessingConfig.from_json_file(path) == config
-    # The default has two channels since 1.9; one channel is fingerprinted as before 1.8 was.
-    assert PreprocessingConfig().extra_detrend_windows == (73,) and PreprocessingConfig().channels == 2
+    # The default has two channels since 1.9, the second window 1.5 times the first where it fits,
+    # recorded as used; one channel is fingerprinted as before 1.8 was.
+    assert PreprocessingConfig().extra_windows == (73,) and PreprocessingConfig().channels == 2
     assert PreprocessingConfig().fingerprint()["extra_detrend_windows"] == (73,)
+    assert PreprocessingConfig().to_json()["extra_detrend_windows"] == [73]
+    assert PreprocessingConfig(detrend_window=21, sequence_length=64).extra_windows == (31,)
+    assert PreprocessingConfig(detrend_window=49, sequence_length=64).channels == 1  # 73 would not fit
     assert config.fingerprint()["extra_detrend_windows"] == (41, 61)
     one_channel = dataclasses.replace(PreprocessingConfig(), extra_detrend_windows=())
     assert "extra_detrend_windows" not in one_channel.fingerprint()
