@@ -288,11 +288,11 @@ def predict(settings) -> Path:
     files = _light_curve_files(settings.predict, settings.labels)
     survey_labels = _survey_labels(settings, files)
     model = load_model_file(_usable_best_model(paths))
-    expected = model.inputs[0].shape[1]
-    if expected != config.sequence_length:
-        raise NoModelError(f"{paths.best_model_file} takes curves of {expected} points but {paths.preprocessor_file} "
-                           f"makes {config.sequence_length}: they come from different runs; retrain, or restore "
-                           f"both from the same run")
+    expected, channels = model.inputs[0].shape[1], model.inputs[0].shape[2]
+    if (expected, channels) != (config.sequence_length, config.channels):
+        raise NoModelError(f"{paths.best_model_file} takes curves of {expected} points in {channels} channel(s) but "
+                           f"{paths.preprocessor_file} makes {config.sequence_length} in {config.channels}: they come "
+                           f"from different runs; retrain, or restore both from the same run")
     stars: dict[str, dict] = {}
     window_rows = []
     for data_file in files:

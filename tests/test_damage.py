@@ -43,10 +43,12 @@ def _tiny_model():
     import keras
 
     from model import ModelConfig, build_model
+    from preprocessing import PreprocessingConfig
 
     keras.utils.set_random_seed(0)
-    return build_model(ModelConfig(**TINY_CONFIG["model"]), sequence_length=TINY_CONFIG["preprocessing"]
-                       ["sequence_length"])
+    preprocessing = PreprocessingConfig(**TINY_CONFIG["preprocessing"])
+    return build_model(ModelConfig(**TINY_CONFIG["model"]), sequence_length=preprocessing.sequence_length,
+                       channels=preprocessing.channels)
 
 
 def _save_run(folder, models, epochs, fingerprint, val_auc=(0.6, 0.8, 0.7, 0.75)):
@@ -289,6 +291,24 @@ def test_predict_with_damaged_preprocessing_settings_is_a_one_line_error(predict
     message = str(error.value)
     assert "\n" not in message and str(preprocessor) in message
     assert ("train one first" if kind == "missing" else "rewrites this file") in message
+    assert _snapshot(run) == before
+
+
+def test_predict_with_settings_of_another_run_names_both_files(predict_run):
+    """One channel in the settings, two in the model (a 1.8 settings file beside a 1.9 model)."""
+    import evaluation
+
+    run, curves = predict_run
+    preprocessor = run / "models" / "preprocessor_hybrid.json"
+    settings = json.loads(preprocessor.read_text())
+    settings["preprocessing"]["extra_detrend_windows"] = []
+    preprocessor.write_text(json.dumps(settings))
+    before = _snapshot(run)
+    with pytest.raises(evaluation.NoModelError) as error:
+        evaluation.predict(_predict_settings(run, curves))
+    message = str(error.value)
+    assert "\n" not in message and str(preprocessor) in message and "exoplanet_cnn_lstm.keras" in message
+    assert "in 2 channel(s)" in message and "makes 128 in 1" in message and "different runs" in message
     assert _snapshot(run) == before
 
 
