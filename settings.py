@@ -125,8 +125,9 @@ class Settings:
     distribute: str = "none"         # tf.distribute: none, mirrored (this machine's GPUs), multi-worker (TF_CONFIG)
 
     def to_json(self) -> dict:
-        """Plain JSON-able dict (paths as strings)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        """Plain JSON-able dict (paths as strings), the preprocessing as it is used (its windows resolved)."""
+        return json.loads(json.dumps(dataclasses.asdict(self) | {"preprocessing": self.preprocessing.to_json()},
+                                     default=str))
 
 
 # Components whose fields --config may override, by the name used in the JSON file.

@@ -173,6 +173,9 @@ def test_extra_detrending_windows_are_channels_each_as_its_window_alone(tmp_path
     assert PreprocessingConfig().extra_windows == (73,) and PreprocessingConfig().channels == 2
     assert PreprocessingConfig().fingerprint()["extra_detrend_windows"] == (73,)
     assert PreprocessingConfig().to_json()["extra_detrend_windows"] == [73]
+    from settings import Settings  # results/settings.json too: the windows as used, not null
+
+    assert Settings().to_json()["preprocessing"]["extra_detrend_windows"] == [73]
     assert PreprocessingConfig(detrend_window=21, sequence_length=64).extra_windows == (31,)
     assert PreprocessingConfig(detrend_window=49, sequence_length=64).channels == 1  # 73 would not fit
     assert config.fingerprint()["extra_detrend_windows"] == (41, 61)
