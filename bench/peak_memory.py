@@ -119,12 +119,14 @@ def data_at_scale(folder: Path, scale: int, rows: int) -> Path:
     return data
 
 
-def run_scale(folder: Path, scale: int, rows: int, epochs: int) -> dict:
-    """One whole run of the trainer at ``scale``: peaks, epoch seconds, training rows."""
+def run_scale(folder: Path, scale: int, rows: int, epochs: int, config: Path | None = None) -> dict:
+    """One whole run of the trainer at ``scale`` (with ``--config config``): peaks, epoch seconds, training rows."""
     run = folder / f"run-{scale}x"
     subprocess.run(["rm", "-rf", str(run)], check=True)
     run.mkdir()
-    peak, stages, output = child_peak(trainer_command(run, data_at_scale(folder, scale, rows), "--epochs", str(epochs)))
+    extra = ["--config", str(config)] if config else []
+    peak, stages, output = child_peak(trainer_command(run, data_at_scale(folder, scale, rows), "--epochs", str(epochs),
+                                                      *extra))
     lines = output.splitlines()
     seconds = [float(m.group(1)) for m in map(EPOCH.match, lines) if m]
     training_rows = [int(m.group(1)) for m in map(TRAINING_ROWS.match, lines) if m][0]
@@ -141,6 +143,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--folder", type=Path, help="where to write the data and runs (default: a temporary folder)")
+    parser.add_argument("--config", type=Path, help="settings for the trainer's runs (e.g. one input channel: "
+                                                    '{"preprocessing": {"extra_detrend_windows": []}})')
     parser.add_argument("--plain-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_child:
@@ -154,7 +158,7 @@ def main():
             runs, plain = [], []
             for repeat in range(args.repeats):
                 print(f"{scale}x, run {repeat + 1} of {args.repeats}", flush=True)
-                runs.append(run_scale(folder, scale, args.rows, args.epochs))
+                runs.append(run_scale(folder, scale, args.rows, args.epochs, args.config))
                 if scale == min(args.scales):  # the plain script, beside the smallest scale
                     cache = runs[-1]["run"] / "checkpoints" / "training_data.npz"
                     plain.append(child_peak([sys.executable, __file__, "--plain-child", str(cache),
@@ -177,6 +181,7 @@ def main():
         entry["epoch_time_per_curve_vs_smallest"] = entry["epoch_ms_per_curve"] / smallest["epoch_ms_per_curve"]
     largest = scales[max(scales)]
     result = {"rows_at_1x": args.rows, "epochs": args.epochs, "repeats": args.repeats,
+              "config": json.loads(args.config.read_text()) if args.config else None,
               "scales": {f"{k}x": v for k, v in scales.items()},
               # The headline figures (bench/run_all.py's table): the largest scale's peak.
               "peak_rss_gb": largest["peak_rss_gb"], "rows": max(scales) * args.rows,
