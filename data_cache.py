@@ -392,6 +392,10 @@ def make_fingerprint(file_identities: list[dict], preprocessing, split, seed: in
     return json.loads(json.dumps(fingerprint))
 
 
+# What reading a missing, truncated, overwritten or foreign cache index raises.
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError)
+
+
 def known_row_counts(path: Path) -> dict[tuple, int]:
     """Data rows of each file the cache was made from, keyed by file identity; reads nothing else.
 
@@ -403,7 +407,7 @@ def known_row_counts(path: Path) -> dict[tuple, int]:
             fingerprint = json.loads(str(archive["fingerprint"]))
             rows = archive["file_rows"]
         return {tuple(sorted(f.items())): int(n) for f, n in zip(fingerprint["files"], rows)}
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+    except _UNREADABLE:
         return {}
 
 
@@ -412,7 +416,7 @@ def saved_fingerprint(path: Path) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return json.loads(str(archive["fingerprint"]))
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+    except _UNREADABLE:
         return None
 
 
@@ -443,7 +447,7 @@ def load(path: Path, expected: dict) -> TrainingData | None:
             names = json.loads(str(archive["arrays"]))
             data = _open(path, names, splits, archive["source_test"], archive["line_test"],
                          [str(f) for f in archive["files"]], [int(n) for n in archive["file_rows"]], fingerprint)
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+    except _UNREADABLE as error:
         log.warning("Saved training data %s is damaged (%s) - rebuilding it", path,
                     str(error).splitlines()[0][:120] or type(error).__name__)
         return None
