@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from preprocessing import (PreprocessingConfig, bin_onto_grid, clip_and_compress, fill_missing, local_quadratic_trend,
-                           noise_on_timescale, preprocess, robust_normalise, robust_trend, window_starts)
+from preprocessing import (PreprocessingConfig, bin_onto_grid, clip_and_compress, fill_missing, find_steps,
+                           local_quadratic_trend, noise_on_timescale, preprocess, robust_normalise, robust_trend,
+                           step_jumps, window_starts)
 
 CADENCE_DAYS = 29.4244 / 1440
 
@@ -78,6 +79,48 @@ def test_rows_with_gaps_keep_a_transit_and_rows_without_are_unchanged():
     mixed = preprocess(gappy.astype(np.float32), config)
     np.testing.assert_array_equal(mixed[0], plain[0])  # the row without gaps takes the plain path
     assert mixed[1, 300:306, 0].mean() < -5 and (mixed[1, 100:160, 0] == 0).all()
+
+
+def test_step_jumps_known_values():
+    # A line has no jump anywhere (the fits take its slope); a step of 3 on it jumps 3 at the step.
+    line = 0.5 * np.arange(40.0)[None, :]
+    np.testing.assert_allclose(step_jumps(line, 6), 0.0, atol=1e-12)
+    stepped = line + 3.0 * (np.arange(40) >= 20)
+    jumps = step_jumps(stepped, 6)
+    assert jumps.shape == (1, 40 - 12 + 1)
+    assert jumps[0, 20 - 6] == pytest.approx(3.0) and np.argmax(jumps[0]) == 20 - 6
+
+
+def test_a_step_is_taken_out_of_the_trend_and_a_transit_is_not(tmp_path):
+    """A closed-up gap (the level jumps and stays) no longer leaves a false dip beside it; a transit,
+    which jumps down and back up, is not taken for one; a row without a step is fitted as before."""
+    config = PreprocessingConfig(sequence_length=600, step_sigma=6.0)
+    off = dataclasses.replace(config, step_sigma=0.0)  # the default
+    rng = np.random.default_rng(3)
+    flux = rng.normal(0, 1.0, (3, 600))
+    flux[0, 300:] += 30.0          # a closed-up gap: 30 sigma higher from cadence 300 on
+    flux[1, 300:308] -= 30.0       # an 8-cadence transit, as deep
+    flux[2, 200:] -= 20.0 * np.exp(-np.arange(400) / 40.0)  # a sensitivity dropout and its recovery
+    steps = find_steps(flux, config.detrend_window, config.step_sigma)
+    assert np.flatnonzero(steps[0]).tolist() == [300] and steps[0, 300] == pytest.approx(30.0, abs=3.0)
+    assert not steps[1].any()
+    assert np.flatnonzero(steps[2]).tolist() == [200] and steps[2, 200] < -10
+    out, old = preprocess(flux, config)[..., 0], preprocess(flux, off)[..., 0]
+    assert out[0].min() > -5 and old[0].min() < -5            # the fit across the step left a dip
+    assert out[2].min() > -5 and old[2].min() < -5
+    assert out[1, 300:308].mean() < -10 and np.array_equal(out[1], old[1])  # kept, bit for bit as before
+    # Saved and read back; a settings file from before the option reads as off, as it trained; a
+    # run with it off keeps the fingerprint it had before (its checkpoint resumes).
+    (tmp_path / "preprocessor.json").write_text(json.dumps(config.to_json()))
+    assert PreprocessingConfig.from_json_file(tmp_path / "preprocessor.json").step_sigma == 6.0
+    saved = config.to_json()
+    del saved["step_sigma"]
+    (tmp_path / "preprocessor.json").write_text(json.dumps(saved))
+    assert PreprocessingConfig.from_json_file(tmp_path / "preprocessor.json").step_sigma == 0.0
+    assert config.fingerprint()["step_sigma"] == 6.0 and "step_sigma" not in off.fingerprint()
+    assert PreprocessingConfig().step_sigma == 0.0
+    with pytest.raises(ValueError, match="step_sigma must be 0"):
+        PreprocessingConfig(step_sigma=-1.0)
 
 
 def test_robust_normalise_known_values_and_scale_invariance():
