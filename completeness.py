@@ -45,6 +45,10 @@ FALSE_POSITIVE_RATE = 0.01
 FALSE_POSITIVE_THRESHOLD = "1% false-positive rate"   # names of the two thresholds in a report
 VALIDATION_THRESHOLD = "validation threshold"
 STRONG_SNR = 12.0
+# A non-host's deepest point this close to a closed-up gap is counted as the gap's; two gaps this
+# close leave a short stretch at another level between them, a box like a single transit.
+GAP_NEAR_CADENCES = 40
+GAP_PAIR_CADENCES = 60
 KEPLER_MES_THRESHOLD = 7.1  # the Kepler pipeline's detection threshold (multiple-event statistic)
 
 
@@ -116,6 +120,51 @@ def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dic
             for kind in NEGATIVE_CLASSES}
         report["thresholds"][name] = entry
     return report
+
+
+def closed_up_gaps(time: np.ndarray) -> np.ndarray:
+    """The cadences of one curve where a closed-up gap ends: its time jumps by more than 1.5 cadences.
+
+    >>> closed_up_gaps(np.array([0.0, 1.0, 2.0, 5.0, 6.0, 9.5])).tolist()
+    [3, 5]
+    """
+    step = np.diff(time)
+    return np.flatnonzero(step > 1.5 * np.median(step)) + 1
+
+
+def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray, precision: float = 0.9) -> dict:
+    """The non-hosts above the threshold of recall at ``precision``, which decide that figure and
+    most of PR AUC: how many, how many have their deepest preprocessed point (``deepest``, a
+    cadence per curve) at a closed-up gap of the generator's rows, beside one or between two
+    (``GAP_NEAR_CADENCES``, ``GAP_PAIR_CADENCES``; the gaps come from the truth's time stamps,
+    which a Kaggle-layout row does not carry), and the kinds of the others.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    host = truth.label == 2
+    precision_curve, recall_curve, thresholds = precision_recall_curve(host, scores)
+    reachable = np.flatnonzero(precision_curve[:-1] >= precision)
+    threshold = np.inf
+    if reachable.size:
+        best = reachable[recall_curve[reachable] == recall_curve[reachable].max()]
+        threshold = float(thresholds[best[-1]])  # of those with the same recall, the highest: fewest non-hosts
+    above = np.flatnonzero((scores >= threshold) & ~host)
+    kinds = negative_classes(truth.kind, truth.spot_amplitude)
+    beside = between = 0
+    others = {kind: 0 for kind in NEGATIVE_CLASSES}
+    for row in above:
+        gaps = closed_up_gaps(truth.time[row])
+        distance = np.abs(gaps - deepest[row])
+        if gaps.size and distance.min() <= GAP_NEAR_CADENCES:
+            nearest = gaps[np.argmin(distance)]
+            paired = np.any((np.abs(gaps - nearest) <= GAP_PAIR_CADENCES) & (gaps != nearest))
+            between += int(paired)
+            beside += int(not paired)
+        else:
+            others[kinds[row]] += 1
+    return {"precision": precision, "threshold": threshold, "hosts": int(np.sum(scores[host] >= threshold)),
+            "non_hosts": int(above.size), "beside_a_gap": beside, "between_two_gaps": between,
+            "others_by_kind": others}
 
 
 def strong_hosts(truth) -> np.ndarray:

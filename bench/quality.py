@@ -16,7 +16,10 @@ the same curves:
 For each: ROC AUC, PR AUC, recall at precision 0.9; recall per transit S/N bin and the
 false-positive rate per kind of non-host, at the threshold that passes 1 % of the non-hosts
 (and, for the network, at its validation-chosen threshold). The BLS and oracle scores depend only
-on the curves and the preprocessing, so they are cached in results/bench/.
+on the curves and the preprocessing, so they are cached in results/bench/. For the networks, the
+non-hosts that rank above the threshold of recall at precision 0.9, which decide that figure:
+how many lie at a closed-up gap of the generator's rows (beside one, or between two close ones,
+a box like a single transit), and the kinds of the others (``completeness.false_positives_at_precision``).
 
 The run is deterministic (same seed, same bits), so repetitions only vary the wall time (median
 reported); the script checks that their scores agree. ``--run DIR`` scores the models of an
@@ -114,7 +117,7 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
     and of the ``--baseline`` run's network where one is given. With several runs, "network" is
     the mean of their networks' scores (an ensemble), without a validation threshold."""
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              fresh_built_in_set, threshold_at_false_positive_rate)
+                              false_positives_at_precision, fresh_built_in_set, threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
     from memory import available_cores
     from preprocessing import PreprocessingConfig
@@ -128,8 +131,12 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
     scored = [network_scores(run, truth, by_config) for run in runs]
     scores = {"network": np.mean([values for values, _ in scored], axis=0)}
     validation_thresholds = {"network": scored[0][1]} if len(runs) == 1 else {}
+    # Each network's curves as it read them: where is a non-host's deepest point (at a gap?).
+    deepest = {"network": np.argmin(by_config[config][..., 0], axis=1)}
     if args.baseline is not None:
         scores["baseline"], validation_thresholds["baseline"] = network_scores(args.baseline, truth, by_config)
+        own = PreprocessingConfig.from_json_file(Paths(models_dir=args.baseline / "models").preprocessor_file)
+        deepest["baseline"] = np.argmin(by_config[own][..., 0], axis=1)
     if not args.network_only:
         scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
@@ -141,6 +148,8 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
             # Kepler's detection threshold: what stands out of the noise at all.
             thresholds[f"S/N {KEPLER_MES_THRESHOLD}"] = KEPLER_MES_THRESHOLD
         reports[name] = completeness(values, truth, thresholds)
+        if name in deepest:
+            reports[name]["false_positives_at_precision_0.9"] = false_positives_at_precision(values, truth, deepest[name])
     return reports, scores, truth
 
 
@@ -200,6 +209,14 @@ def print_tables(reports: dict) -> None:
         for threshold, entry in report["thresholds"].items():
             print(f"{name + ', ' + threshold:40}" + "".join(f"{entry['false_positive_rate_by_kind'][k]:9.3f}"
                                                              for k in kinds))
+    print("\nNon-hosts above the threshold of recall at precision 0.9: beside a closed-up gap, between two "
+          "(the deepest point within 40 cadences), and the others by kind")
+    print(f"{'':14}{'hosts':>7}{'non-hosts':>11}{'beside':>8}{'between':>9}" + "".join(f"{short.get(k, k):>9}" for k in kinds))
+    for name, report in reports.items():
+        if "false_positives_at_precision_0.9" in report:
+            entry = report["false_positives_at_precision_0.9"]
+            print(f"{name:14}{entry['hosts']:7d}{entry['non_hosts']:11d}{entry['beside_a_gap']:8d}"
+                  f"{entry['between_two_gaps']:9d}" + "".join(f"{entry['others_by_kind'][k]:9d}" for k in kinds))
 
 
 def main():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
-from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, headline_metrics, interval,
-                          negative_classes, threshold_at_false_positive_rate)
+from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, false_positives_at_precision,
+                          headline_metrics, interval, negative_classes, threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
                             write_synthetic_dataset)
 import transit_search
@@ -44,6 +44,30 @@ def test_recall_per_snr_bin_and_false_positives_per_kind_are_counted_by_hand():
     assert rates["flares"] == 0.0 and rates["pulsator"] is None
     assert list(negative_classes(truth.kind, truth.spot_amplitude)[5:7]) == ["quiet", "spotted"]
     json.dumps(report)  # JSON-able as written by stage 7
+
+
+def test_false_positives_at_precision_are_counted_by_hand_beside_and_between_gaps():
+    # Ten curves of 400 cadences; gaps (time jumps) after cadences 100 (all), and 130 (curves 7-9).
+    time = np.tile(np.arange(400.0), (10, 1))
+    time[:, 100:] += 5.0
+    time[7:, 130:] += 5.0
+    truth = SimpleNamespace(label=np.array([2, 2, 2, 2, 2, 1, 1, 1, 1, 1]), time=time,
+                            kind=np.array(["planet"] * 5 + ["quiet", "eclipsing_binary", "quiet", "flares", "quiet"]),
+                            spot_amplitude=np.zeros(10))
+    deepest = np.array([0, 0, 0, 0, 0, 90, 300, 120, 300, 10])
+    # Ranked: host, host, host, 5 (beside the gap), host, 7 (between the two), 6, 8, host, 9.
+    scores = np.array([0.99, 0.98, 0.97, 0.90, 0.30, 0.95, 0.80, 0.85, 0.70, 0.10])
+    # Precision 0.8 is reached last by the top 5 (4 hosts); 0.5 by the top 9 (all 5 hosts) and the
+    # top 10, of which the higher threshold counts.
+    entry = false_positives_at_precision(scores, truth, deepest, precision=0.8)
+    assert entry["threshold"] == 0.90 and entry["hosts"] == 4 and entry["non_hosts"] == 1
+    assert entry["beside_a_gap"] == 1 and entry["between_two_gaps"] == 0
+    entry = false_positives_at_precision(scores, truth, deepest, precision=0.5)  # down to the fifth host
+    assert entry["threshold"] == 0.30 and entry["hosts"] == 5 and entry["non_hosts"] == 4
+    assert entry["beside_a_gap"] == 1 and entry["between_two_gaps"] == 1
+    assert entry["others_by_kind"]["eclipsing_binary"] == 1 and entry["others_by_kind"]["flares"] == 1
+    assert sum(entry["others_by_kind"].values()) == 2
+    json.dumps(entry)
 
 
 def _scored_set(rows, seed):

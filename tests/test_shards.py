@@ -59,6 +59,19 @@ def test_three_workers_prepare_the_cache_one_process_makes(tmp_path, monkeypatch
     from datasets import discover_files, label_survey_files
 
     monkeypatch.setattr(data_cache, "CHUNK_ROWS", 256)  # several chunks per split, divided among the workers
+    # Threads stand in for the workers' processes here. numpy parses a .npy header with
+    # ast.literal_eval, which CPython 3.11.7 cannot run in two threads at once (gh-106905: a
+    # SystemError "AST constructor recursion depth mismatch", seen once in CI): one at a time, as
+    # separate processes read them anyway.
+    from numpy.lib import _format_impl
+
+    header_lock, read_header = threading.Lock(), _format_impl._read_array_header
+
+    def one_header_at_a_time(*args, **kwargs):
+        with header_lock:
+            return read_header(*args, **kwargs)
+
+    monkeypatch.setattr(_format_impl, "_read_array_header", one_header_at_a_time)
     data = tmp_path / "data"
     for name, seed in (("a.csv", 1), ("b.csv", 2)):
         labels, flux = random_curves(150, 128, 30, seed)
