@@ -139,15 +139,10 @@ def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray,
     (``GAP_NEAR_CADENCES``, ``GAP_PAIR_CADENCES``; the gaps come from the truth's time stamps,
     which a Kaggle-layout row does not carry), and the kinds of the others.
     """
-    from sklearn.metrics import precision_recall_curve
+    from evaluation import threshold_at_precision
 
     host = truth.label == 2
-    precision_curve, recall_curve, thresholds = precision_recall_curve(host, scores)
-    reachable = np.flatnonzero(precision_curve[:-1] >= precision)
-    threshold = np.inf
-    if reachable.size:
-        best = reachable[recall_curve[reachable] == recall_curve[reachable].max()]
-        threshold = float(thresholds[best[-1]])  # of those with the same recall, the highest: fewest non-hosts
+    _, threshold = threshold_at_precision(host, scores, precision)
     above = np.flatnonzero((scores >= threshold) & ~host)
     kinds = negative_classes(truth.kind, truth.spot_amplitude)
     beside = between = 0

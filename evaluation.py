@@ -66,11 +66,25 @@ def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float
     >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75)
     0.6666666666666666
     """
+    return threshold_at_precision(labels, scores, precision)[0]
+
+
+def threshold_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float) -> tuple[float, float]:
+    """(recall, threshold): ``recall_at_precision``, and the highest score threshold that gives it
+    (of several with the same recall, the one that passes fewest negatives); (0.0, inf) if none.
+
+    >>> threshold_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.8)
+    (0.3333333333333333, 0.9)
+    """
     from sklearn.metrics import precision_recall_curve
 
-    precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
-    reachable = recall_curve[precision_curve >= precision]
-    return float(reachable.max()) if reachable.size else 0.0
+    precision_curve, recall_curve, thresholds = precision_recall_curve(labels, scores)
+    # The curve's last point (precision 1, recall 0) has no threshold; a recall of 0 needs none.
+    reachable = np.flatnonzero(precision_curve[:-1] >= precision)
+    if not reachable.size:
+        return 0.0, float("inf")
+    recall = recall_curve[reachable].max()
+    return float(recall), float(thresholds[reachable[recall_curve[reachable] == recall][-1]])
 
 
 def log_metrics(metrics: dict, heading: str) -> None:

@@ -95,9 +95,10 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
     return {"BLS (SDE)": bls, "oracle": oracle}
 
 
-def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float]:
-    """(scores, validation threshold) of a run folder's best model on the set's curves,
-    preprocessed with the run's own settings (``inputs``: settings -> inputs, filled as needed)."""
+def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, np.ndarray]:
+    """(scores, validation threshold, the curves as scored) of a run folder's best model on the
+    set's curves, preprocessed with the run's own settings (``inputs``: settings -> inputs, filled
+    as needed)."""
     from completeness import built_in_inputs
     from evaluation import load_model_file
     from model import predict_scores
@@ -109,7 +110,8 @@ def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float]:
     if config not in inputs:
         inputs[config] = built_in_inputs(truth, config)
     model = load_model_file(paths.best_model_file)  # with weight averaging, the averaged weights
-    return predict_scores(model, inputs[config]), json.loads(paths.threshold_file.read_text())["threshold"]
+    return (predict_scores(model, inputs[config]), json.loads(paths.threshold_file.read_text())["threshold"],
+            inputs[config])
 
 
 def score(runs: list[Path], args) -> tuple[dict, dict, object]:
@@ -129,14 +131,14 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
     host = truth.label == 2
     by_config = {config: inputs}
     scored = [network_scores(run, truth, by_config) for run in runs]
-    scores = {"network": np.mean([values for values, _ in scored], axis=0)}
+    scores = {"network": np.mean([values for values, _, _ in scored], axis=0)}
     validation_thresholds = {"network": scored[0][1]} if len(runs) == 1 else {}
     # Each network's curves as it read them: where is a non-host's deepest point (at a gap?).
-    deepest = {"network": np.argmin(by_config[config][..., 0], axis=1)}
+    deepest = {"network": np.argmin(scored[0][2][..., 0], axis=1)}
     if args.baseline is not None:
-        scores["baseline"], validation_thresholds["baseline"] = network_scores(args.baseline, truth, by_config)
-        own = PreprocessingConfig.from_json_file(Paths(models_dir=args.baseline / "models").preprocessor_file)
-        deepest["baseline"] = np.argmin(by_config[own][..., 0], axis=1)
+        scores["baseline"], validation_thresholds["baseline"], baseline_inputs = network_scores(args.baseline, truth,
+                                                                                                by_config)
+        deepest["baseline"] = np.argmin(baseline_inputs[..., 0], axis=1)
     if not args.network_only:
         scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
     reports = {}
