@@ -63,8 +63,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
 def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float) -> float:
     """The highest recall of any threshold whose precision is at least ``precision`` (0 if none).
 
-    >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75)
-    0.6666666666666666
+    >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75)  # all four: 3 of 4
+    1.0
     """
     return threshold_at_precision(labels, scores, precision)[0]
 
