@@ -24,7 +24,9 @@ epoch 3-6, then falling while the training AUC climbs to 0.99); thousands of inj
 the same eclipsing binaries, flares and pulsators the network must reject, teach it the transit.
 ``injected_binary_fraction`` does the same for the commonest impostor: copies of training
 non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``, S/N from
-``injected_binary_snr``), which stay non-hosts.
+``injected_binary_snr``), which stay non-hosts. ``injected_gap_fraction`` does it for the next:
+copies with the marks of two more closed-up gaps (``plan_injected_gaps``: a level jump and a
+thermal ramp after each), which a Kaggle-layout row cannot show as gaps, and which stay non-hosts.
 
 The validation split gets the same two injections into its own non-hosts
 (``validation_injected_fraction``, ``validation_injected_binary_fraction``), after its own
@@ -87,6 +89,12 @@ class SplitConfig:
     # it. Measured side by side on two training seeds (README, "Measured"): no better on unseen
     # curves, and later best epochs (longer runs), so point-to-point stays the default.
     injection_noise: str = "point_to_point"
+    # Copies of training non-hosts with the marks of two more closed-up gaps added
+    # (``plan_injected_gaps``: a level jump and a thermal ramp after each, the second a few
+    # cadences to a few days after the first), which stay non-hosts. The commonest impostor after
+    # the binaries: measured (README, "Measured"), most of the non-hosts that ranked with the
+    # hosts sat at a closed-up gap, and half of those between two.
+    injected_gap_fraction: float = 0.5
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
@@ -98,7 +106,7 @@ class SplitConfig:
         if not 0 <= self.augment_copies <= 100:
             raise ValueError(f"augment_copies must be between 0 and 100, got {self.augment_copies}")
         for name in ("injected_fraction", "injected_binary_fraction", "validation_injected_fraction",
-                     "validation_injected_binary_fraction"):
+                     "validation_injected_binary_fraction", "injected_gap_fraction"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
         if self.injection_noise not in INJECTION_NOISES:
@@ -120,7 +128,7 @@ class SplitConfig:
 
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
-                    "injection_noise": "point_to_point"}
+                    "injection_noise": "point_to_point", "injected_gap_fraction": 0.0}
 INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
@@ -384,6 +392,45 @@ def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], 
     return plan_injected_binaries(np.arange(rows), n, snr_range, rng, cadence_days, chunk_rows, noise).make(flux)
 
 
+# The marks of a closed-up gap, in units of the curve's point-to-point scatter (log-uniform, either
+# sign): a level jump (a new aperture after a downlink) and an exponential thermal ramp; the
+# second gap's distance from the first, in cadences (log-uniform); the ramp's time scale in days.
+GAP_JUMP_SIGMA = (2.0, 50.0)
+GAP_RAMP_SIGMA = (1.0, 50.0)
+GAP_SEPARATION_CADENCES = (3.0, 300.0)
+GAP_RAMP_DAYS = (0.3, 2.0)
+
+
+def plan_injected_gaps(source: np.ndarray, n: int, rng: np.random.Generator,
+                       cadence_days: float = CADENCE_DAYS) -> Copies:
+    """Copies of the curves at ``source`` with the marks of two more closed-up gaps added each;
+    non-host copies.
+
+    A Kaggle-layout row closes up its gaps: after each, the star comes back at another level and
+    the instrument settles (``synthetic_data``'s instrument model, after Kepler's). Where two
+    gaps lie close together, the stretch between them is a box as sharp as a single transit; one
+    gap alone leaves a one-sided dip once a trend is fitted across its jump. Each copy gets two
+    gaps, the second ``GAP_SEPARATION_CADENCES`` after the first, each a jump and a ramp of
+    independent signs and sizes in units of the row's own point-to-point scatter (any flux unit),
+    so the network sees thousands of these on the very stars it must not flag.
+    """
+    rows = source.size
+    separation = np.minimum(np.round(log_uniform(rng, *GAP_SEPARATION_CADENCES, rows)).astype(np.int64), n // 2)
+    first = rng.integers(0, n - separation)
+    start = np.stack([first, first + separation], axis=1)
+    jump = rng.choice([-1.0, 1.0], (rows, 2)) * log_uniform(rng, *GAP_JUMP_SIGMA, (rows, 2))
+    ramp = rng.choice([-1.0, 1.0], (rows, 2)) * log_uniform(rng, *GAP_RAMP_SIGMA, (rows, 2))
+    tau = rng.uniform(*GAP_RAMP_DAYS, (rows, 2)) / cadence_days
+
+    def make(flux: np.ndarray, part: slice) -> np.ndarray:
+        since = np.arange(n)[None, None, :] - start[part, :, None]
+        marks = np.where(since >= 0, jump[part, :, None] + ramp[part, :, None] *
+                         np.exp(-np.maximum(since, 0) / tau[part, :, None]), 0.0).sum(axis=1)
+        return (flux + point_to_point_sigma(flux)[:, None] * marks).astype(flux.dtype)
+
+    return Copies("injected gaps", source, 0, make)
+
+
 def split_by_star(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int) -> dict[str, np.ndarray]:
     """``stratified_split`` of the stars, then every row (window) goes where its star went.
 
@@ -404,8 +451,9 @@ class SplitPlan:
 
     ``rows``: the loaded rows of each split's curves; ``copies``: the kinds of training copy, in
     the order they follow the training curves. The training split is its curves, then the
-    augmented hosts, the injected planets and the injected binaries; the validation split is its
-    curves, then its ``val_copies`` (injected planets and binaries); the test split is its curves.
+    augmented hosts, the injected planets, the injected binaries and the injected gaps; the
+    validation split is its curves, then its ``val_copies`` (injected planets and binaries); the
+    test split is its curves.
     """
 
     rows: dict[str, np.ndarray]
@@ -441,8 +489,9 @@ class SplitPlan:
 
 def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int, cadences: int) -> SplitPlan:
     """Stratified split of the stars (``split_by_star``), then the copies: of the training split,
-    augmented hosts, injected planets (hosts) and injected eclipsing binaries (non-hosts); of
-    the validation split, injected planets and binaries. The test split is never copied.
+    augmented hosts, injected planets (hosts), injected eclipsing binaries and injected gaps
+    (non-hosts); of the validation split, injected planets and binaries. The test split is never
+    copied.
 
     ``cadences``: the curves' length. Every random number but those drawn curve by curve is
     drawn here, each kind of copy from its own generator seeded by ``seed``.
@@ -454,7 +503,8 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
                                      np.random.default_rng([seed, 3]))]
     copies += _injections(rows["train"], label, cadences, seed, config.injection_noise, (
         (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
-        (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7)))
+        (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7),
+        (config.injected_gap_fraction, None, plan_injected_gaps, 10)))
     val_copies = _injections(rows["val"], label, cadences, seed, config.injection_noise, (
         (config.validation_injected_fraction, config.injected_snr, plan_injected_planets, 8),
         (config.validation_injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 9)))
@@ -462,9 +512,9 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
 
 
 def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, noise: str, kinds) -> list[Copies]:
-    """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, S/N range,
-    planner, random stream) of ``kinds``, the curves drawn (without replacement up to one copy
-    each) and planned from a generator of its own, their S/N counted in ``noise``."""
+    """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, S/N range
+    or None, planner, random stream) of ``kinds``, the curves drawn (without replacement up to
+    one copy each) and planned from a generator of its own, their S/N counted in ``noise``."""
     non_hosts = rows[label[rows] == 0]
     copies = []
     for fraction, snr_range, plan, stream in kinds:
@@ -472,7 +522,9 @@ def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, n
         if count:
             rng = np.random.default_rng([seed, stream])
             chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
-            copies.append(plan(chosen, cadences, snr_range, rng, noise=noise))
+            # Gaps have no S/N: their marks are sized in the curve's point-to-point scatter.
+            copies.append(plan(chosen, cadences, rng) if snr_range is None else
+                          plan(chosen, cadences, snr_range, rng, noise=noise))
     return copies
 
 

@@ -140,7 +140,8 @@ def test_injections_count_granulation_on_the_transits_timescale_in_their_noise()
 def test_injected_copies_come_from_training_non_hosts_and_count_as_hosts():
     curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
     label = (curves.label == 2).astype(np.int8)
-    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.0)
+    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.0,
+                         injected_gap_fraction=0.0)
     splits = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)
     train = splits["train"]
     original = ~train.augmented
@@ -223,11 +224,42 @@ def test_injected_binaries_are_scaled_to_their_snr_and_stay_non_hosts():
     assert (added.min(axis=1) < -0.5).all()  # eclipses dim the star
     curves = generate_light_curves(300, seed=5, positive_fraction=0.1)
     label = (curves.label == 2).astype(np.int8)
-    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.25)
+    config = SplitConfig(augment_copies=2, injected_fraction=0.5, injected_binary_fraction=0.25,
+                         injected_gap_fraction=0.2)
     train = split_and_augment(curves.flux.astype(np.float32), label, config, seed=3)["train"]
     original = ~train.augmented
     non_hosts, hosts = int((train.label[original] == 0).sum()), int((train.label[original] == 1).sum())
-    binaries = round(0.25 * non_hosts)
-    assert train.augmented.sum() == 2 * hosts + round(0.5 * non_hosts) + binaries
-    assert (train.label[train.augmented][-binaries:] == 0).all()
-    assert (label[train.index[train.augmented][-binaries:]] == 0).all()
+    binaries, gaps = round(0.25 * non_hosts), round(0.2 * non_hosts)
+    assert train.augmented.sum() == 2 * hosts + round(0.5 * non_hosts) + binaries + gaps
+    # The binaries, then the gaps: copies of training non-hosts that stay non-hosts.
+    assert (train.label[train.augmented][-(binaries + gaps):] == 0).all()
+    assert (label[train.index[train.augmented][-(binaries + gaps):]] == 0).all()
+
+
+def test_injected_gaps_add_two_jumps_and_ramps_in_the_curves_own_noise_and_stay_non_hosts():
+    from augmentation import GAP_JUMP_SIGMA, GAP_RAMP_SIGMA, GAP_SEPARATION_CADENCES, plan_injected_gaps
+
+    rng = np.random.default_rng(2)
+    flux = rng.normal(0.0, 3.0, (300, 3197))
+    plan = plan_injected_gaps(np.arange(300), 3197, np.random.default_rng(4))
+    added = plan.make(flux) - flux
+    assert plan.label == 0 and plan.kind == "injected gaps"
+    sigma = 3.0  # white noise: its point-to-point scatter is its sigma
+    for row in added / sigma:
+        # Nothing before the first gap; the largest change of level from one cadence to the next
+        # is at a gap: the first, or the second, 3-300 cadences after it (a ramp only decays).
+        first = np.flatnonzero(row)[0]
+        assert np.abs(row[:first]).max(initial=0.0) == 0.0
+        largest = np.argmax(np.abs(np.diff(np.concatenate([[0.0], row]))))
+        assert largest == first or GAP_SEPARATION_CADENCES[0] - 1 <= largest - first <= GAP_SEPARATION_CADENCES[1] + 1
+        # Each mark is at most a jump and a ramp of 50 sigma; two of them at most twice that.
+        assert np.abs(row).max() <= 2 * (GAP_JUMP_SIGMA[1] + GAP_RAMP_SIGMA[1]) * 1.1
+    # Long after both gaps the ramps have settled: the level is the sum of two jumps of 2-50 sigma.
+    settled = np.abs(added[:, -1] / sigma)
+    assert settled.max() <= 2 * GAP_JUMP_SIGMA[1] * 1.1 and np.median(settled) > GAP_JUMP_SIGMA[0]
+    # In the curve's own units: ten times the flux (and its noise), ten times the marks.
+    tenfold = plan_injected_gaps(np.arange(300), 3197, np.random.default_rng(4)).make(10.0 * flux) - 10.0 * flux
+    np.testing.assert_allclose(tenfold, 10.0 * added, rtol=1e-9, atol=1e-9)
+    # Made in chunks of 256 rows, the same bits.
+    chunked = plan_injected_gaps(np.arange(300), 3197, np.random.default_rng(4))
+    np.testing.assert_array_equal(np.concatenate([chunked.make(flux[:256]), chunked.make(flux[256:])]), flux + added)

@@ -27,7 +27,8 @@ def test_augmentation_only_copies_training_hosts_so_nothing_leaks():
     rng = np.random.default_rng(0)
     flux = rng.normal(size=(300, 50)).astype(np.float32) + np.arange(300)[:, None]  # each row identifiable
     config = SplitConfig(augment_copies=3, injected_fraction=0.0, injected_binary_fraction=0.0,
-                         validation_injected_fraction=0.0, validation_injected_binary_fraction=0.0)
+                         validation_injected_fraction=0.0, validation_injected_binary_fraction=0.0,
+                         injected_gap_fraction=0.0)
     splits = split_and_augment(flux, label, config, seed=5)
     train, val, test = splits["train"], splits["val"], splits["test"]
     assert len(train) == 210 + 21 * 3 and train.hosts() == 21 * 4
