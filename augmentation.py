@@ -423,10 +423,17 @@ def plan_injected_gaps(source: np.ndarray, n: int, rng: np.random.Generator,
     tau = rng.uniform(*GAP_RAMP_DAYS, (rows, 2)) / cadence_days
 
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
-        since = np.arange(n)[None, None, :] - start[part, :, None]
-        marks = np.where(since >= 0, jump[part, :, None] + ramp[part, :, None] *
-                         np.exp(-np.maximum(since, 0) / tau[part, :, None]), 0.0).sum(axis=1)
-        return (flux + point_to_point_sigma(flux)[:, None] * marks).astype(flux.dtype)
+        out = np.empty_like(flux)
+        for block in range(0, len(flux), Copies.CHUNK_MULTIPLE):  # float64 temporaries stay small
+            rows = slice(block, block + Copies.CHUNK_MULTIPLE)
+            at = np.arange(part.start, part.stop)[rows]
+            marks = np.zeros((at.size, n))
+            for gap in range(2):
+                since = np.arange(n)[None, :] - start[at, gap, None]
+                marks += np.where(since >= 0, jump[at, gap, None] + ramp[at, gap, None] *
+                                  np.exp(-np.maximum(since, 0) / tau[at, gap, None]), 0.0)
+            out[rows] = flux[rows] + point_to_point_sigma(flux[rows])[:, None] * marks
+        return out
 
     return Copies("injected gaps", source, 0, make)
 

@@ -16,7 +16,7 @@ from conftest import random_curves, write_csv
 from test_survey_files import _survey_data
 
 CONFIG = {"sequence_length": 128, "detrend_window": 21}
-SPLIT = SplitConfig(augment_copies=3, injected_fraction=1.5, injected_binary_fraction=1.0)
+SPLIT = SplitConfig(augment_copies=3, injected_fraction=1.5, injected_binary_fraction=1.0, injected_gap_fraction=1.0)
 
 
 def test_skipped_copies_leave_the_next_ones_as_they_are():
