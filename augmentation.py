@@ -425,14 +425,14 @@ def plan_injected_gaps(source: np.ndarray, n: int, rng: np.random.Generator,
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
         out = np.empty_like(flux)
         for block in range(0, len(flux), Copies.CHUNK_MULTIPLE):  # float64 temporaries stay small
-            rows = slice(block, block + Copies.CHUNK_MULTIPLE)
-            at = np.arange(part.start, part.stop)[rows]
+            these = slice(block, block + Copies.CHUNK_MULTIPLE)
+            at = np.arange(part.start, part.stop)[these]  # their places in the plan
             marks = np.zeros((at.size, n))
             for gap in range(2):
                 since = np.arange(n)[None, :] - start[at, gap, None]
                 marks += np.where(since >= 0, jump[at, gap, None] + ramp[at, gap, None] *
                                   np.exp(-np.maximum(since, 0) / tau[at, gap, None]), 0.0)
-            out[rows] = flux[rows] + point_to_point_sigma(flux[rows])[:, None] * marks
+            out[these] = flux[these] + point_to_point_sigma(flux[these])[:, None] * marks
         return out
 
     return Copies("injected gaps", source, 0, make)
