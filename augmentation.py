@@ -48,6 +48,7 @@ import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -508,30 +509,28 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
     hosts = train[label[train] == 1]
     copies = [plan_host_augmentation(np.repeat(hosts, config.augment_copies), cadences,
                                      np.random.default_rng([seed, 3]))]
-    copies += _injections(rows["train"], label, cadences, seed, config.injection_noise, (
-        (config.injected_fraction, config.injected_snr, plan_injected_planets, 6),
-        (config.injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 7),
-        (config.injected_gap_fraction, None, plan_injected_gaps, 10)))
-    val_copies = _injections(rows["val"], label, cadences, seed, config.injection_noise, (
-        (config.validation_injected_fraction, config.injected_snr, plan_injected_planets, 8),
-        (config.validation_injected_binary_fraction, config.injected_binary_snr, plan_injected_binaries, 9)))
+    planets = partial(plan_injected_planets, snr_range=config.injected_snr, noise=config.injection_noise)
+    binaries = partial(plan_injected_binaries, snr_range=config.injected_binary_snr, noise=config.injection_noise)
+    copies += _injections(rows["train"], label, cadences, seed, (
+        (config.injected_fraction, planets, 6), (config.injected_binary_fraction, binaries, 7),
+        (config.injected_gap_fraction, plan_injected_gaps, 10)))  # gaps are sized in sigmas, not by an S/N
+    val_copies = _injections(rows["val"], label, cadences, seed, (
+        (config.validation_injected_fraction, planets, 8), (config.validation_injected_binary_fraction, binaries, 9)))
     return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)], val_copies=val_copies)
 
 
-def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, noise: str, kinds) -> list[Copies]:
-    """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, S/N range
-    or None, planner, random stream) of ``kinds``, the curves drawn (without replacement up to
-    one copy each) and planned from a generator of its own, their S/N counted in ``noise``."""
+def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, kinds) -> list[Copies]:
+    """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, planner,
+    random stream) of ``kinds``, the curves drawn (without replacement up to one copy each) and
+    planned (``planner(curves, cadences, rng=rng)``) from a generator of its own."""
     non_hosts = rows[label[rows] == 0]
     copies = []
-    for fraction, snr_range, plan, stream in kinds:
+    for fraction, plan, stream in kinds:
         count = int(round(fraction * non_hosts.size))
         if count:
             rng = np.random.default_rng([seed, stream])
             chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
-            # Gaps have no S/N: their marks are sized in the curve's point-to-point scatter.
-            copies.append(plan(chosen, cadences, rng) if snr_range is None else
-                          plan(chosen, cadences, snr_range, rng, noise=noise))
+            copies.append(plan(chosen, cadences, rng=rng))
     return copies
 
 
