@@ -170,11 +170,13 @@ def gallery(raw, processed, labels: np.ndarray, scores: np.ndarray, threshold: f
     _save(fig, path, tight=False)
 
 
-def completeness(reports: dict, path: Path) -> None:
+def completeness(reports: dict, path: Path, recovery: dict | None = None) -> None:
     """Recall against transit S/N, and the false-positive rate of each kind of non-host.
 
     ``reports`` maps a scorer's name (the network, a BLS search, the oracle) to its
-    ``completeness.completeness`` report; each threshold of each report is drawn.
+    ``completeness.completeness`` report; each threshold of each report is drawn. ``recovery``
+    maps a blind search's name to its ``completeness.recovery_report`` (recall only: it counts
+    no false alarms), drawn dotted beside them.
     """
     from completeness import FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, NEGATIVE_CLASSES, bin_labels
 
@@ -190,6 +192,10 @@ def completeness(reports: dict, path: Path) -> None:
         left.plot(positions, recall, marker="o", color=colours[number % len(colours)],
                   linestyle="-" if name == FALSE_POSITIVE_THRESHOLD else "--",
                   label=f"{scorer}, {name} ({entry['threshold']:.3g})")
+    for number, (name, entry) in enumerate((recovery or {}).items(), start=len(series)):
+        recall = [np.nan if r is None else r for r in entry["recall_by_snr"]]
+        left.plot(positions, recall, marker="s", color=colours[number % len(colours)], linestyle=":",
+                  label=f"{name}, recovered (S/N {KEPLER_MES_THRESHOLD}, false alarms not counted)")
     counts = any_report["hosts_by"]["snr"]
     left.set_xticks(positions, [f"{label}\n({count})" for label, count in zip(labels, counts)], fontsize=8)
     # Kepler's detection threshold, placed within its bin (bin i is drawn from i - 0.5 to i + 0.5).

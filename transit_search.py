@@ -1,13 +1,15 @@
 """Box least squares on preprocessed curves: the classical transit search, with astropy.
 
-Used three ways: as the classical baseline the network is measured against (the project's own
+Used four ways: as the classical baseline the network is measured against (the project's own
 detrending, then a BLS period search; the score is the signal detection efficiency, SDE, of the
-highest peak), as the matched-filter "oracle" (BLS at each curve's true period and duration: the
-practical detection limit), and to fold the hosts shown in the results gallery at the period
-found.
+highest peak), as the matched-filter "oracle" (BLS at each curve's true period and duration),
+as a survey pipeline's injection-recovery (a blind search over the true time stamps; a planet
+counts as recovered when the strongest dip found is its ephemeris and stands at S/N 7.1:
+``matches_ephemeris``), and to fold the hosts shown in the results gallery at the period found.
 
 The curves are the model's inputs: detrended, in units of their own noise, flares clipped. The
-Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days``.
+Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days`` unless the
+true times are given (the generator knows them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ PERIODS = 3000
 DURATIONS_DAYS = (0.06, 0.12, 0.24, 0.45)
 OVERSAMPLE = 2
 SEARCH_BIN = 3
+# A detection matches a planet at its period or a harmonic within 1 %: seven times the spacing
+# of the trial periods (0.14 %), far from any other simple ratio.
+HARMONICS = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
+PERIOD_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,13 @@ def period_grid(baseline_days: float) -> np.ndarray:
     return np.exp(np.linspace(np.log(shortest), np.log(longest), count))
 
 
-def _search_one(curve: np.ndarray, cadence_days: float) -> tuple:
+def _search_one(curve: np.ndarray, time: np.ndarray) -> tuple:
     from astropy.timeseries import BoxLeastSquares
 
-    periods = period_grid(curve.size * cadence_days)
     usable = curve.size - curve.size % SEARCH_BIN
+    periods = period_grid(float(time[-1] - time[0] + (time[1] - time[0])))
     binned = curve[:usable].astype(np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
-    time = _times(usable, cadence_days).reshape(-1, SEARCH_BIN).mean(axis=1)
+    time = np.asarray(time[:usable], dtype=np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
     result = BoxLeastSquares(time, binned).power(
         periods, DURATIONS_DAYS, objective="likelihood", oversample=OVERSAMPLE)
     power = np.asarray(result.power)
@@ -75,8 +81,8 @@ def _search_one(curve: np.ndarray, cadence_days: float) -> tuple:
 
 
 def _search_chunk(args) -> list[tuple]:
-    curves, cadence_days = args
-    return [_search_one(curve, cadence_days) for curve in curves]
+    curves, times = args
+    return [_search_one(curve, time) for curve, time in zip(curves, times)]
 
 
 def first_channel(curves) -> np.ndarray:
@@ -86,17 +92,23 @@ def first_channel(curves) -> np.ndarray:
     return curves[..., 0] if curves.ndim == 3 else curves.reshape(len(curves), -1)
 
 
-def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int = 1) -> SearchResult:
+def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int = 1,
+           times: np.ndarray | None = None) -> SearchResult:
     """BLS period search of each row of ``curves`` ([rows, cadences], preprocessed).
 
     Args:
         curves: [rows, cadences] (a trailing channel axis of 1 is accepted).
-        cadence_days: time between cadences.
+        cadence_days: time between cadences, where ``times`` is not given.
         workers: processes, each searching its own chunks of curves.
+        times: [rows, cadences] days of each cadence (e.g. the generator's, its gaps' time
+            skipped), or None: cadence ``i`` at ``i * cadence_days``, as a Kaggle-layout row.
     """
     curves = first_channel(curves)
-    chunks = [(part, cadence_days) for part in np.array_split(curves, max(1, min(len(curves), 8 * workers)))
-              if len(part)]
+    if times is None:
+        times = np.broadcast_to(_times(curves.shape[1], cadence_days), curves.shape)
+    parts = max(1, min(len(curves), 8 * workers))
+    chunks = [(part, part_times) for part, part_times in zip(np.array_split(curves, parts),
+                                                              np.array_split(np.asarray(times), parts)) if len(part)]
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
             rows = [row for part in pool.map(_search_chunk, chunks) for row in part]
@@ -128,6 +140,28 @@ def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndar
             [float(period[row])], [width], objective="snr", oversample=10)
         out[row] = float(np.asarray(result.power)[0])
     return out
+
+
+def matches_ephemeris(found_period: np.ndarray, found_epoch: np.ndarray, period: np.ndarray, epoch: np.ndarray,
+                      duration: np.ndarray, tolerance: float = PERIOD_TOLERANCE) -> np.ndarray:
+    """[rows] bool: whether a search found the planet, as survey pipelines match a detection to an
+    injection: its period within ``tolerance`` (relative) of the planet's or of a harmonic
+    (``HARMONICS``: a third to three times it), and one of its first three events within a
+    transit duration of one of the planet's transits. All in the same time frame (days).
+
+    >>> matches_ephemeris(np.array([6.0, 3.0, 3.0, 4.5]), np.array([1.0, 4.0, 2.5, 1.0]),
+    ...                   np.full(4, 3.0), np.full(4, 1.0), np.full(4, 0.2)).tolist()
+    [True, True, False, False]
+    """
+    found_period, found_epoch, period, epoch, duration = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (found_period, found_epoch, period, epoch, duration)))
+    ratio = found_period / period
+    harmonic = np.any([np.abs(ratio - h) <= tolerance * h for h in HARMONICS], axis=0)
+    on_transit = np.zeros(ratio.shape, dtype=bool)
+    for event in range(3):
+        offset = (found_epoch + event * found_period - epoch + 0.5 * period) % period - 0.5 * period
+        on_transit |= np.abs(offset) <= duration
+    return harmonic & on_transit
 
 
 def fold(curve: np.ndarray, period: float, epoch: float, cadence_days: float = CADENCE_DAYS):

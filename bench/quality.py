@@ -13,6 +13,11 @@ the same curves:
               are scored at the period and duration of a host drawn at random from the same set.
               Also read at S/N 7.1 (Kepler's detection threshold): which transits stand out of
               the noise at all, whatever the false alarms.
+    recovery  injection-recovery as survey pipelines count it (Kepler's DR25 detection
+              efficiency, the issue's anchor): a blind BLS search of each host, recovered when
+              its strongest dip matches the planet's ephemeris at S/N >= 7.1, false alarms not
+              counted (``completeness.injection_recovery``); over the true time stamps, as a
+              survey pipeline searches, and over the cadences, as a Kaggle-layout row allows.
 For each: ROC AUC, PR AUC, recall at precision 0.9; recall per transit S/N bin and the
 false-positive rate per kind of non-host, at the threshold that passes 1 % of the non-hosts
 (and, for the network, at its validation-chosen threshold). The BLS and oracle scores depend only
@@ -54,6 +59,9 @@ import numpy as np
 
 from common import ROOT, machine, trainer_command, write_result
 
+RECOVERY_TIME_STAMPS = "search with time stamps"
+RECOVERY_CADENCES = "search on cadences"
+
 
 def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory]:
     """(wall seconds, run folder, its TemporaryDirectory) of one default run."""
@@ -68,19 +76,24 @@ def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory
     return wall, run, folder
 
 
-def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
-    """BLS SDE and oracle S/N of every curve; cached by set and preprocessing settings."""
+def classical_scores(truth, inputs, config, seed: int, workers: int) -> tuple[dict, dict]:
+    """(BLS SDE and oracle S/N of every curve, the hosts recovered by a blind search with and
+    without time stamps); cached by set and preprocessing settings."""
     import transit_search
+    from completeness import injection_recovery
 
     key = json.dumps({"rows": len(truth.label), "seed": seed, "preprocessing": config.to_json(),
                       "grid": [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS,
                                transit_search.DURATIONS_DAYS, transit_search.OVERSAMPLE,
-                               transit_search.SEARCH_BIN]}, sort_keys=True)
+                               transit_search.SEARCH_BIN, transit_search.HARMONICS,
+                               transit_search.PERIOD_TOLERANCE]}, sort_keys=True)
     cache = ROOT / "results" / "bench" / f"quality_classical_{seed}_{len(truth.label)}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["key"]) == key:
-                return {"BLS (SDE)": stored["bls"], "oracle": stored["oracle"]}
+            if str(stored["key"]) == key and "recovered_time_stamps" in stored:
+                return ({"BLS (SDE)": stored["bls"], "oracle": stored["oracle"]},
+                        {RECOVERY_TIME_STAMPS: stored["recovered_time_stamps"],
+                         RECOVERY_CADENCES: stored["recovered_cadences"]})
     started = time.perf_counter()
     bls = transit_search.search(inputs, workers=workers).sde
     host = truth.label == 2
@@ -89,10 +102,14 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> dict:
     period, duration = truth.period.copy(), truth.duration.copy()
     period[~host], duration[~host] = truth.period[donors], truth.duration[donors]
     oracle = transit_search.matched_filter_snr(inputs, period, duration, truth.time)
-    print(f"BLS search and oracle of {len(truth.label)} curves: {time.perf_counter() - started:.0f} s")
+    recovered = {RECOVERY_TIME_STAMPS: injection_recovery(truth, inputs, True, workers),
+                 RECOVERY_CADENCES: injection_recovery(truth, inputs, False, workers)}
+    print(f"BLS search, oracle and injection-recovery of {len(truth.label)} curves: "
+          f"{time.perf_counter() - started:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, bls=bls, oracle=oracle)
-    return {"BLS (SDE)": bls, "oracle": oracle}
+    np.savez(cache, key=key, bls=bls, oracle=oracle, recovered_time_stamps=recovered[RECOVERY_TIME_STAMPS],
+             recovered_cadences=recovered[RECOVERY_CADENCES])
+    return {"BLS (SDE)": bls, "oracle": oracle}, recovered
 
 
 def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, np.ndarray]:
@@ -114,12 +131,14 @@ def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, n
             inputs[config])
 
 
-def score(runs: list[Path], args) -> tuple[dict, dict, object]:
-    """(completeness reports, scores, truth) of the network, BLS and the oracle on the unseen set,
-    and of the ``--baseline`` run's network where one is given. With several runs, "network" is
-    the mean of their networks' scores (an ensemble), without a validation threshold."""
+def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
+    """(completeness reports, scores, truth, injection-recovery reports) of the network, BLS and the
+    oracle on the unseen set, and of the ``--baseline`` run's network where one is given. With
+    several runs, "network" is the mean of their networks' scores (an ensemble), without a
+    validation threshold."""
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              false_positives_at_precision, fresh_built_in_set, threshold_at_false_positive_rate)
+                              false_positives_at_precision, fresh_built_in_set, recovery_report,
+                              threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
     from memory import available_cores
     from preprocessing import PreprocessingConfig
@@ -139,8 +158,11 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
         scores["baseline"], validation_thresholds["baseline"], baseline_inputs = network_scores(args.baseline, truth,
                                                                                                 by_config)
         deepest["baseline"] = np.argmin(baseline_inputs[..., 0], axis=1)
+    recovery = {}
     if not args.network_only:
-        scores |= classical_scores(truth, inputs, config, args.test_seed, available_cores())
+        classical, recovered = classical_scores(truth, inputs, config, args.test_seed, available_cores())
+        scores |= classical
+        recovery = {name: recovery_report(hosts, truth) for name, hosts in recovered.items()}
     reports = {}
     for name, values in scores.items():
         thresholds = {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(values, host)}
@@ -152,7 +174,7 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object]:
         reports[name] = completeness(values, truth, thresholds)
         if name in deepest:
             reports[name]["false_positives_at_precision_0.9"] = false_positives_at_precision(values, truth, deepest[name])
-    return reports, scores, truth
+    return reports, scores, truth, recovery
 
 
 def add_intervals(reports: dict, scores: dict, truth, resamples: int) -> dict:
@@ -173,7 +195,7 @@ def add_intervals(reports: dict, scores: dict, truth, resamples: int) -> dict:
     return reports
 
 
-def print_tables(reports: dict) -> None:
+def print_tables(reports: dict, recovery: dict) -> None:
     from completeness import FALSE_POSITIVE_THRESHOLD, HEADLINE_NAMES, NEGATIVE_CLASSES, bin_labels
 
     print(f"{'':14}{'ROC AUC':>9}{'PR AUC':>9}{'recall@P0.9':>13}{'recall S/N>=12 @1%FPR':>23}")
@@ -201,6 +223,13 @@ def print_tables(reports: dict) -> None:
         for threshold, entry in report["thresholds"].items():
             print(f"{name + ', ' + threshold:40}" + "".join("       -" if r is None else f"{r:8.2f}"
                                                              for r in entry["recall_by_snr"]))
+    for name, entry in recovery.items():
+        print(f"{name + ', recovered':40}" + "".join("       -" if r is None else f"{r:8.2f}"
+                                                     for r in entry["recall_by_snr"]))
+    for name, entry in recovery.items():
+        print(f"{name}: recovers {entry['recall']:.3f} of the {entry['hosts']} hosts, "
+              f"{entry['recall_snr_ge_12']:.3f} of those at S/N >= 12 (ephemeris matched, S/N >= 7.1, "
+              "false alarms not counted)")
     print("\nFalse-positive rate per kind of non-host")
     kinds = [k for k in NEGATIVE_CLASSES if any_report["negatives_by_kind"].get(k)]
     short = {"eclipsing_binary": "EB", "diluted_eclipsing_binary": "dil.EB", "sensitivity_dropout": "dropout",
@@ -253,7 +282,7 @@ def main():
         if any(entry["test"] != own[0]["test"] for entry in own):
             raise SystemExit(f"repeated default runs scored differently: {[entry['test'] for entry in own]}")
         report, runs = own[0], [run]
-    reports, scores, truth = score(runs, args)
+    reports, scores, truth, recovery = score(runs, args)
     if args.resamples > 0:
         add_intervals(reports, scores, truth, args.resamples)
     for folder in folders:
@@ -262,10 +291,11 @@ def main():
     result = {"epochs_trained": report["epochs_trained"], "best_epoch": report["best_epoch"], "wall_seconds": wall,
               "wall_seconds_runs": walls, "repeats": len(walls),
               "scored_runs": [str(run) for run in args.run] if args.run else None,
-              "own_test_split": report["test"], "other_seed_test": reports, "test_seed": args.test_seed,
+              "own_test_split": report["test"], "other_seed_test": reports, "injection_recovery": recovery,
+              "test_seed": args.test_seed,
               "test_rows": args.test_rows, "baseline_run": str(args.baseline) if args.baseline else None,
               "bootstrap_resamples": args.resamples, "machine": machine()}
-    print_tables(reports)
+    print_tables(reports, recovery)
     test = report["test"]
     print(f"\nrun's own test split: ROC AUC {test['roc_auc']:.3f}, PR AUC {test['pr_auc']:.3f}, recall@P0.9 "
           f"{test['recall_at_precision_0.9']:.3f} ({test['positives']} hosts)")
@@ -273,7 +303,7 @@ def main():
     print(f"best model from epoch {report['best_epoch']} of {report['epochs_trained']}{timing}; {result['machine']}")
     name = "quality" if (args.test_rows, args.test_seed) == (5000, 2026) else f"quality_{args.test_rows}_{args.test_seed}"
     figure = ROOT / "results" / "bench" / f"{name}_completeness.png"
-    plots.completeness(reports, figure)
+    plots.completeness(reports, figure, recovery)
     print(f"written to {write_result(name, result)} and {figure}")
 
 

@@ -106,6 +106,10 @@ def table(results: dict) -> list[str]:
         # A --network-only run scored no baselines.
         baselines = "; ".join(f"{name}: ROC AUC {scored[key]['roc_auc']:.3f}, S/N >= 12 {strong(scored[key]):.2f}"
                               for name, key in (("BLS", "BLS (SDE)"), ("oracle", "oracle")) if key in scored)
+        recovered = r.get("injection_recovery", {}).get("search with time stamps")
+        if recovered:
+            baselines += (f"; a blind search with time stamps recovers {recovered['recall']:.3f} of the hosts "
+                          f"(S/N >= 12 {recovered['recall_snr_ge_12']:.2f}, false alarms not counted)")
         rows.append(f"| Quality ({command('quality')}) | unseen seed {r['test_seed']}: ROC AUC {unseen['roc_auc']:.3f}, "
                     f"PR AUC {unseen['pr_auc']:.3f}, recall@P0.9 {unseen['recall_at_precision_0.9']:.3f}, recall at "
                     f"S/N >= 12 and 1 % FPR {strong(unseen):.2f}; best epoch {r['best_epoch']} of "

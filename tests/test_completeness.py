@@ -8,7 +8,8 @@ import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
 from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, false_positives_at_precision,
-                          headline_metrics, interval, negative_classes, threshold_at_false_positive_rate)
+                          headline_metrics, injection_recovery, interval, negative_classes, recovery_report,
+                          threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
                             write_synthetic_dataset)
 import transit_search
@@ -263,3 +264,64 @@ def test_injected_gaps_add_two_jumps_and_ramps_in_the_curves_own_noise_and_stay_
     # Made in chunks of 256 rows, the same bits.
     chunked = plan_injected_gaps(np.arange(300), 3197, np.random.default_rng(4))
     np.testing.assert_array_equal(np.concatenate([chunked.make(flux[:256]), chunked.make(flux[256:])]), flux + added)
+
+
+def test_a_detection_matches_a_planet_at_its_period_or_a_harmonic_and_on_its_transits():
+    period, epoch, duration = np.full(6, 3.0), np.full(6, 1.0), np.full(6, 0.2)
+    found_period = np.array([3.0, 6.0, 1.5, 3.0, 4.5, 3.02])
+    # Twice the period from a later transit; half the period from between two transits (its next
+    # event is on one); the right period half a period off; 1.5 times; 0.7 % off.
+    found_epoch = np.array([1.1, 4.0, 2.5, 2.5, 1.0, 7.0])
+    matched = transit_search.matches_ephemeris(found_period, found_epoch, period, epoch, duration)
+    assert matched.tolist() == [True, True, True, False, False, True]
+
+
+def _hosts_with_known_planets(seed: int):
+    """Three 'hosts' of 3197 cadences in unit white noise, as the generator's truth records them:
+    a planet whose phase jumps where 1.1 days are skipped (a closed-up gap), the same planet with
+    no gap, and no planet at all."""
+    rng = np.random.default_rng(seed)
+    cadences = np.arange(3197)
+    time = np.stack([cadences * CADENCE_DAYS + np.where(cadences >= 1600, 1.1, 0.0), cadences * CADENCE_DAYS,
+                     cadences * CADENCE_DAYS])
+    period, epoch, duration = 2.3, 0.9, 0.15
+    curves = rng.standard_normal(time.shape)
+    in_transit = np.abs((time - epoch + 0.5 * period) % period - 0.5 * period) < duration / 2
+    curves[:2][in_transit[:2]] -= 1.5  # about S/N 20 over some 28 transits
+    truth = SimpleNamespace(label=np.full(3, 2), period=np.full(3, period), epoch=np.full(3, epoch),
+                            duration=np.full(3, duration), time=time, snr=np.array([20.0, 20.0, 5.0]))
+    return truth, curves
+
+
+def test_injection_recovery_finds_a_planet_over_its_time_stamps_and_not_in_noise(tmp_path):
+    import plots
+
+    truth, curves = _hosts_with_known_planets(5)
+    with_time_stamps = injection_recovery(truth, curves, time_stamps=True)
+    on_cadences = injection_recovery(truth, curves, time_stamps=False)
+    assert with_time_stamps.tolist() == [True, True, False]
+    # Without a gap the cadences are the time stamps; the found epoch is read back in true time.
+    assert on_cadences[1:].tolist() == [True, False]
+    report = recovery_report(with_time_stamps, truth)
+    assert report["hosts"] == 3 and report["recall"] == pytest.approx(2 / 3)
+    # S/N bins 0-7, 7-10, 10-12, 12-15, 15-20, 20-30, ...: the noise at 5, both planets at 20.
+    assert report["recall_by_snr"][:6] == [0.0, None, None, None, None, 1.0]
+    assert report["recall_snr_ge_12"] == 1.0
+    # Drawn beside a scorer's recall in the benchmark's figure.
+    scored = SimpleNamespace(**(vars(truth) | {"label": np.array([2, 2, 1])}),
+                             kind=np.array(["planet", "planet", "quiet"]), depth=np.full(3, 1e-3),
+                             n_transits=np.full(3, 28), spot_amplitude=np.zeros(3))
+    reports = {"network": completeness(np.array([0.9, 0.8, 0.1]), scored, {FALSE_POSITIVE_THRESHOLD: 0.5})}
+    plots.completeness(reports, tmp_path / "completeness.png", {"search with time stamps": report})
+    assert (tmp_path / "completeness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_search_over_time_stamps_folds_what_the_cadences_scramble():
+    truth, curves = _hosts_with_known_planets(6)
+    over_time = transit_search.search(curves[:1], times=truth.time[:1])
+    over_cadences = transit_search.search(curves[:1])
+    assert over_time.period[0] == pytest.approx(2.3, rel=0.005)
+    # The skipped 1.1 days put the second half's transits half a period off in cadence time:
+    # the two halves line up only at half the period, half of whose boxes are empty.
+    assert over_cadences.period[0] == pytest.approx(1.15, rel=0.005)
+    assert over_cadences.power[0] < 0.7 * over_time.power[0]
