@@ -227,9 +227,9 @@ def print_tables(reports: dict, recovery: dict) -> None:
         print(f"{name + ', recovered':40}" + "".join("       -" if r is None else f"{r:8.2f}"
                                                      for r in entry["recall_by_snr"]))
     for name, entry in recovery.items():
-        print(f"{name}: recovers {entry['recall']:.3f} of the {entry['hosts']} hosts, "
-              f"{entry['recall_snr_ge_12']:.3f} of those at S/N >= 12 (ephemeris matched, S/N >= 7.1, "
-              "false alarms not counted)")
+        strong = "-" if entry["recall_snr_ge_12"] is None else f"{entry['recall_snr_ge_12']:.3f}"
+        print(f"{name}: recovers {entry['recall']:.3f} of the {entry['hosts']} hosts, {strong} of those at "
+              "S/N >= 12 (ephemeris matched, S/N >= 7.1, false alarms not counted)")
     print("\nFalse-positive rate per kind of non-host")
     kinds = [k for k in NEGATIVE_CLASSES if any_report["negatives_by_kind"].get(k)]
     short = {"eclipsing_binary": "EB", "diluted_eclipsing_binary": "dil.EB", "sensitivity_dropout": "dropout",
@@ -259,7 +259,8 @@ def main():
     parser.add_argument("--run", type=Path, nargs="+",
                         help="score this existing run folder instead of training; several: the mean of their networks")
     parser.add_argument("--network-only", action="store_true",
-                        help="leave out the BLS search and the oracle (minutes on a large set; cached per set)")
+                        help="leave out the BLS search, the oracle and the injection-recovery (minutes on a large "
+                             "set; cached per set)")
     parser.add_argument("--baseline", type=Path,
                         help="also score this run folder's network on the same curves, with paired differences")
     parser.add_argument("--resamples", type=int, default=1000,
