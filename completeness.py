@@ -122,7 +122,8 @@ def completeness(scores: np.ndarray, truth, thresholds: dict[str, float]) -> dic
     return report
 
 
-def injection_recovery(truth, inputs: np.ndarray, time_stamps: bool = True, workers: int = 1) -> np.ndarray:
+def injection_recovery(truth, inputs: np.ndarray, time_stamps: bool = True, workers: int = 1,
+                       found=None) -> np.ndarray:
     """[hosts] bool: which of the set's planets a blind transit search recovers, as survey pipelines
     count an injection recovered (Kepler's DR25 detection efficiency among them).
 
@@ -140,19 +141,23 @@ def injection_recovery(truth, inputs: np.ndarray, time_stamps: bool = True, work
             planet's phase then jumps at each closed-up gap), its events read at the true time
             of the cadence they fall on.
         workers: processes for the search.
+        found: ``transit_search.SearchResult`` of every curve of the set over the same times,
+            where one is at hand (the classical baseline searches the cadences); None: the hosts
+            are searched here.
     """
     import transit_search
+    from synthetic_data import CADENCE_DAYS
 
     host = np.flatnonzero(np.asarray(truth.label) == 2)
     curves = transit_search.first_channel(inputs)[host]
     true_time = np.asarray(truth.time, dtype=np.float64)[host]
-    cadences = np.arange(curves.shape[1]) * np.median(np.diff(true_time, axis=1), axis=1, keepdims=True)
-    searched = true_time if time_stamps else cadences
-    found = transit_search.search(curves, workers=workers, times=searched)
+    # The cadences as ``transit_search.search`` counts them when it is given no times.
+    searched = true_time if time_stamps else np.broadcast_to(np.arange(curves.shape[1]) * CADENCE_DAYS, curves.shape)
+    found = transit_search.search(curves, workers=workers, times=searched) if found is None else found.take(host)
     snr = transit_search.matched_filter_snr(curves, found.period, found.duration, searched)
     epoch = found.epoch
     if not time_stamps:
-        cadence = np.clip(np.rint(found.epoch / cadences[:, 1]).astype(int), 0, curves.shape[1] - 1)
+        cadence = np.clip(np.rint(found.epoch / CADENCE_DAYS).astype(int), 0, curves.shape[1] - 1)
         epoch = true_time[np.arange(host.size), cadence]
     matched = transit_search.matches_ephemeris(found.period, epoch, truth.period[host], truth.epoch[host],
                                                truth.duration[host])
@@ -167,9 +172,9 @@ def recovery_report(recovered: np.ndarray, truth) -> dict:
         truth: ``synthetic_data.SyntheticCurves`` (label and snr are used).
     """
     recovered = np.asarray(recovered, dtype=bool)
-    snr = np.nan_to_num(np.asarray(truth.snr, dtype=np.float64)[np.asarray(truth.label) == 2])
-    masks = _bin_masks(snr, SNR_BINS)
-    strong = snr >= STRONG_SNR
+    host = np.asarray(truth.label) == 2
+    masks = _bin_masks(np.nan_to_num(np.asarray(truth.snr, dtype=np.float64)[host]), SNR_BINS)
+    strong = strong_hosts(truth)[host]
     return {"hosts": int(recovered.size), "recall": float(recovered.mean()) if recovered.size else None,
             "recall_by_snr": [float(recovered[mask].mean()) if mask.any() else None for mask in masks],
             "recall_snr_ge_12": float(recovered[strong].mean()) if strong.any() else None}

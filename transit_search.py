@@ -15,7 +15,7 @@ true times are given (the generator knows them).
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -48,9 +48,22 @@ class SearchResult:
     sde: np.ndarray        # (peak power - mean power) / std of power over the period grid
     power: np.ndarray      # the peak's log-likelihood power
 
+    def take(self, rows) -> SearchResult:
+        """The results of some of the curves (``rows``: indices or a boolean mask)."""
+        return SearchResult(*(np.asarray(getattr(self, f.name))[rows] for f in fields(self)))
+
 
 def _times(length: int, cadence_days: float) -> np.ndarray:
     return np.arange(length) * cadence_days
+
+
+def phase_offset(time, period, epoch):
+    """Days from the nearest mid-transit of an ephemeris (``period``, ``epoch``), in [-period/2, period/2).
+
+    >>> phase_offset(np.array([1.0, 2.4, 4.2]), 3.0, 1.0).round(6).tolist()
+    [0.0, 1.4, 0.2]
+    """
+    return (np.asarray(time) - epoch + 0.5 * period) % period - 0.5 * period
 
 
 def period_grid(baseline_days: float) -> np.ndarray:
@@ -159,16 +172,14 @@ def matches_ephemeris(found_period: np.ndarray, found_epoch: np.ndarray, period:
     harmonic = np.any([np.abs(ratio - h) <= tolerance * h for h in HARMONICS], axis=0)
     on_transit = np.zeros(ratio.shape, dtype=bool)
     for event in range(3):
-        offset = (found_epoch + event * found_period - epoch + 0.5 * period) % period - 0.5 * period
-        on_transit |= np.abs(offset) <= duration
+        on_transit |= np.abs(phase_offset(found_epoch + event * found_period, period, epoch)) <= duration
     return harmonic & on_transit
 
 
 def fold(curve: np.ndarray, period: float, epoch: float, cadence_days: float = CADENCE_DAYS):
     """(phase in days from mid-transit, flux) sorted by phase: the curve folded at ``period``."""
     curve = np.asarray(curve).ravel()
-    time = _times(curve.size, cadence_days)
-    phase = (time - epoch + 0.5 * period) % period - 0.5 * period
+    phase = phase_offset(_times(curve.size, cadence_days), period, epoch)
     order = np.argsort(phase)
     return phase[order], curve[order]
 
