@@ -19,7 +19,8 @@ measures S/N 1-5 on some of them) among the "strong" ones; the truth file keeps 
 Stage [7/7] calls ``evaluate_built_in`` after every run trained on the built-in data: it draws a
 fresh set from another seed, scores it and writes ``results/completeness.png`` and
 ``results/completeness.json`` (seconds). ``bench/quality.py`` does the same on a larger set with
-the BLS baseline and the oracle beside the network, and reads how much of each headline figure
+the BLS baseline, the oracle and the ideal observer (``ideal_observer_scores``: the ceiling the
+noise sets) beside the network, and reads how much of each headline figure
 is the luck of the set (``bootstrap_headline``: 95 % intervals over resamples of its curves, and
 paired differences between scorers on the same resamples).
 """
@@ -37,6 +38,10 @@ SNR_BINS = (0.0, 7.0, 10.0, 12.0, 15.0, 20.0, 30.0, 50.0, 100.0, np.inf)
 PERIOD_BINS_DAYS = (0.0, 1.0, 3.0, 10.0, 32.0, np.inf)
 TRANSIT_COUNT_BINS = (1, 2, 3, 5, 10, 30, np.inf)
 DEPTH_BINS = (0.0, 3e-4, 1e-3, 3e-3, 1e-2, np.inf)
+# The S/N of one transit (a host's S/N over the root of its transit count): below 2, only the
+# transits' repetition shows them. Read among the hosts of middling S/N, where detectors differ.
+SNR_PER_TRANSIT_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)
+MIDDLING_SNR = (7.0, 20.0)
 # Spot modulation above this relative amplitude makes a "spotted" star rather than a quiet one.
 SPOTTED_AMPLITUDE = 1e-3
 NEGATIVE_CLASSES = ("eclipsing_binary", "diluted_eclipsing_binary", "flares", "pulsator", "fast_rotator",
@@ -178,6 +183,76 @@ def recovery_report(recovered: np.ndarray, truth) -> dict:
     return {"hosts": int(recovered.size), "recall": float(recovered.mean()) if recovered.size else None,
             "recall_by_snr": [float(recovered[mask].mean()) if mask.any() else None for mask in masks],
             "recall_snr_ge_12": float(recovered[strong].mean()) if strong.any() else None}
+
+
+def recall_by_snr_per_transit(detected: np.ndarray, truth, snr_range=MIDDLING_SNR) -> dict:
+    """Recall of the hosts of survey S/N in ``snr_range`` by the S/N of one transit
+    (``SNR_PER_TRANSIT_BINS``): does a detector find many shallow transits as it finds a few deep ones?
+
+    Args:
+        detected: [rows] bool, a scorer's detections (e.g. at the 1 % false-positive threshold).
+        truth: ``synthetic_data.SyntheticCurves`` (label, snr and n_transits are used).
+        snr_range: [low, high) of the hosts' survey S/N.
+
+    Returns:
+        {"bins": edges (None = infinity), "hosts": [per bin], "recall": [per bin, None where empty]}
+    """
+    host = np.asarray(truth.label) == 2
+    snr = np.nan_to_num(np.asarray(truth.snr, dtype=np.float64))
+    chosen = host & (snr >= snr_range[0]) & (snr < snr_range[1])
+    per_transit = snr[chosen] / np.sqrt(np.maximum(np.asarray(truth.n_transits)[chosen], 1))
+    masks = _bin_masks(per_transit, SNR_PER_TRANSIT_BINS)
+    found = np.asarray(detected, dtype=bool)[chosen]
+    return {"bins": _edges(SNR_PER_TRANSIT_BINS), "snr_range": list(snr_range),
+            "hosts": [int(mask.sum()) for mask in masks],
+            "recall": [float(found[mask].mean()) if mask.any() else None for mask in masks]}
+
+
+def effective_trials(peak_snr: np.ndarray) -> float:
+    """How many independent trials a search makes, from the highest S/N it finds in pure white noise.
+
+    The highest of N independent standard normals is below z with probability Phi(z)^N; given
+    the peaks z_1..z_K of K noise curves (``transit_search.white_noise_peak_snr``), the maximum
+    likelihood N is -K / sum(ln Phi(z_k)).
+
+    >>> round(effective_trials(np.array([0.0])), 4)   # Phi(0)^N = 1/2 at N = 1/ln 2
+    1.4427
+    """
+    from scipy.special import log_ndtr
+
+    peak_snr = np.asarray(peak_snr, dtype=np.float64)
+    return float(-peak_snr.size / np.sum(log_ndtr(peak_snr)))
+
+
+def ideal_observer_scores(snr: np.ndarray, is_host: np.ndarray, trials: float, seed: int) -> np.ndarray:
+    """[rows] the scores of an ideal blind observer of the set: the most any detector could do
+    if the noise on a transit's timescale were Gaussian and every other signal were refused.
+
+    The observer searches each curve over ``trials`` independent ephemerides (a blind search's
+    count: ``effective_trials``) with the exact transit shape, and scores it by the highest S/N.
+    Each trial's S/N is a standard normal, plus, at a host's true ephemeris, the transit's own S/N
+    as a survey quotes it (``snr``, against the noise on the transit's timescale, as Kepler's
+    multiple-event statistic is). So a non-host scores the highest of ``trials`` normals and a
+    host the higher of that and snr + a normal: a planet of S/N 3 ranks among the non-hosts, as
+    it must. Binaries, flares, gaps and the star's own variability are refused perfectly, and the
+    trials are told the true time stamps, so the figures are a ceiling: what the physics of the
+    set allows, not what a real detector reaches. (One assumption runs the other way: a detector
+    that whitened the star's red noise could see a transit above its survey S/N.)
+
+    Args:
+        snr: [rows] the hosts' survey S/N (non-hosts: anything, NaN included).
+        is_host: [rows] bool.
+        trials: independent trials per curve.
+        seed: the same seed gives the same scores.
+    """
+    from scipy.stats import norm
+
+    is_host = np.asarray(is_host, dtype=bool)
+    rng = np.random.default_rng([seed, 41])
+    # The highest of `trials` standard normals, by its distribution function Phi(z)^trials.
+    highest_noise = norm.isf(-np.expm1(np.log(rng.random(is_host.size)) / trials))
+    at_transit = np.nan_to_num(np.asarray(snr, dtype=np.float64)) + rng.standard_normal(is_host.size)
+    return np.where(is_host, np.maximum(highest_noise, at_transit), highest_noise)
 
 
 def closed_up_gaps(time: np.ndarray) -> np.ndarray:

@@ -1,11 +1,13 @@
 """Box least squares on preprocessed curves: the classical transit search, with astropy.
 
-Used four ways: as the classical baseline the network is measured against (the project's own
+Used five ways: as the classical baseline the network is measured against (the project's own
 detrending, then a BLS period search; the score is the signal detection efficiency, SDE, of the
 highest peak), as the matched-filter "oracle" (BLS at each curve's true period and duration),
 as a survey pipeline's injection-recovery (a blind search over the true time stamps; a planet
 counts as recovered when the strongest dip found is its ephemeris and stands at S/N 7.1:
-``matches_ephemeris``), and to fold the hosts shown in the results gallery at the period found.
+``matches_ephemeris``), to count how many independent trials a blind search makes (its highest
+S/N in pure white noise: ``white_noise_peak_snr``, which sets the ideal observer's false alarms),
+and to fold the hosts shown in the results gallery at the period found.
 
 The curves are the model's inputs: detrended, in units of their own noise, flares clipped. The
 Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days`` unless the
@@ -35,6 +37,10 @@ SEARCH_BIN = 3
 # of the trial periods (0.14 %), far from any other simple ratio.
 HARMONICS = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
 PERIOD_TOLERANCE = 0.01
+# A transit lasts at most this fraction of its period (the generator's longest: 0.298, a 0.5-day
+# planet round a star of density 0.1 g/cm^3); a longer box is no transit and no trial of the
+# white-noise search.
+MAX_DUTY_CYCLE = 0.3
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,20 @@ def _search_one(curve: np.ndarray, time: np.ndarray) -> tuple:
             float(result.depth[best]), float(sde), float(power[best]))
 
 
-def _search_chunk(args) -> list[tuple]:
-    curves, times = args
-    return [_search_one(curve, time) for curve, time in zip(curves, times)]
+def _rows_of_chunk(args) -> list:
+    one, curves, times = args
+    return [one(curve, time) for curve, time in zip(curves, times)]
+
+
+def _map_rows(one, curves: np.ndarray, times: np.ndarray, workers: int) -> list:
+    """``one(curve, time)`` of every row, in row order, over ``workers`` processes."""
+    parts = max(1, min(len(curves), 8 * workers))
+    chunks = [(one, part, part_times) for part, part_times in zip(np.array_split(curves, parts),
+                                                                   np.array_split(np.asarray(times), parts)) if len(part)]
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return [row for part in pool.map(_rows_of_chunk, chunks) for row in part]
+    return [row for part in map(_rows_of_chunk, chunks) for row in part]
 
 
 def first_channel(curves) -> np.ndarray:
@@ -119,16 +136,44 @@ def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int 
     curves = first_channel(curves)
     if times is None:
         times = np.broadcast_to(_times(curves.shape[1], cadence_days), curves.shape)
-    parts = max(1, min(len(curves), 8 * workers))
-    chunks = [(part, part_times) for part, part_times in zip(np.array_split(curves, parts),
-                                                              np.array_split(np.asarray(times), parts)) if len(part)]
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = [row for part in pool.map(_search_chunk, chunks) for row in part]
-    else:
-        rows = [row for part in map(_search_chunk, chunks) for row in part]
-    columns = np.array(rows, dtype=np.float64).reshape(-1, 6).T
+    columns = np.array(_map_rows(_search_one, curves, times, workers), dtype=np.float64).reshape(-1, 6).T
     return SearchResult(*columns)
+
+
+def _peak_snr_one(curve: np.ndarray, time: np.ndarray) -> float:
+    from astropy.timeseries import BoxLeastSquares
+
+    time = np.asarray(time, dtype=np.float64)
+    periods = period_grid(float(time[-1] - time[0] + (time[1] - time[0])))
+    search = BoxLeastSquares(time, np.asarray(curve, dtype=np.float64))
+    best = -np.inf
+    for duration in DURATIONS_DAYS:
+        allowed = periods[duration <= MAX_DUTY_CYCLE * periods]
+        if allowed.size:
+            result = search.power(allowed, [duration], objective="snr", oversample=OVERSAMPLE)
+            best = max(best, float(np.max(result.power)))
+    return best
+
+
+def white_noise_peak_snr(times: np.ndarray, workers: int = 1, seed: int = 0) -> np.ndarray:
+    """[rows] the highest box S/N a blind search finds in pure white noise on each row's time stamps.
+
+    The search is the classical baseline's grid (``period_grid``, ``DURATIONS_DAYS``,
+    ``OVERSAMPLE``), unbinned, its boxes no longer than ``MAX_DUTY_CYCLE`` of their period, each
+    trial's S/N the depth over its error (unit noise per cadence). Each trial's S/N is then a
+    standard normal, and the highest of them is what a search "finds" when there is nothing to
+    find: its distribution says how many independent trials the search makes
+    (``completeness.effective_trials``), which sets how high a real transit must stand to be told
+    from noise at a given false-alarm rate.
+
+    Args:
+        times: [rows, cadences] days of each cadence (e.g. the generator's, gaps skipped).
+        workers: processes.
+        seed: of the noise; the same seed and times give the same figures.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    noise = np.random.default_rng([seed, 17]).standard_normal(times.shape)
+    return np.array(_map_rows(_peak_snr_one, noise, times, workers), dtype=np.float64)
 
 
 def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndarray, time: np.ndarray) -> np.ndarray:

@@ -18,6 +18,12 @@ the same curves:
               its strongest dip matches the planet's ephemeris at S/N >= 7.1, false alarms not
               counted (``completeness.injection_recovery``); over the true time stamps, as a
               survey pipeline searches, and over the cadences, as a Kaggle-layout row allows.
+    ideal     the ceiling the noise sets (``completeness.ideal_observer_scores``): a blind search
+              with the exact transit shape, in Gaussian noise at each planet's survey S/N, that
+              refuses every other signal; its false alarms are those of the classical grid's
+              search in pure white noise on the set's own time stamps (1000 curves,
+              ``transit_search.white_noise_peak_snr``). Where a target lies above this scorer's
+              figure, it lies beyond the physics of the generated data.
 For each: ROC AUC, PR AUC, recall at precision 0.9; recall per transit S/N bin and the
 false-positive rate per kind of non-host, at the threshold that passes 1 % of the non-hosts
 (and, for the network, at its validation-chosen threshold). The BLS and oracle scores depend only
@@ -61,6 +67,8 @@ from common import ROOT, machine, trainer_command, write_result
 
 RECOVERY_TIME_STAMPS = "search with time stamps"
 RECOVERY_CADENCES = "search on cadences"
+IDEAL_OBSERVER = "ideal observer"
+NOISE_CURVES = 1000   # white-noise curves that count the blind search's trials
 
 
 def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory]:
@@ -114,6 +122,32 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> tuple[di
     return {"BLS (SDE)": bls, "oracle": oracle}, recovered
 
 
+def ideal_observer(truth, seed: int, workers: int) -> tuple[np.ndarray, float]:
+    """(the ideal observer's scores of the set, its independent trials per curve); the white-noise
+    search that counts the trials is cached by set and grid."""
+    import transit_search
+    from completeness import effective_trials, ideal_observer_scores
+
+    rows = min(NOISE_CURVES, len(truth.label))
+    key = json.dumps({"rows": len(truth.label), "seed": seed, "noise_curves": rows,
+                      "grid": [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS,
+                               transit_search.DURATIONS_DAYS, transit_search.OVERSAMPLE,
+                               transit_search.MAX_DUTY_CYCLE]}, sort_keys=True)
+    cache = ROOT / "results" / "bench" / f"quality_white_noise_{seed}_{len(truth.label)}.npz"
+    peaks = None
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            peaks = stored["peak_snr"] if str(stored["key"]) == key else None
+    if peaks is None:
+        started = time.perf_counter()
+        peaks = transit_search.white_noise_peak_snr(truth.time[:rows], workers, seed)
+        print(f"white-noise search of {rows} curves on the set's time stamps: {time.perf_counter() - started:.0f} s")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, key=key, peak_snr=peaks)
+    trials = effective_trials(peaks)
+    return ideal_observer_scores(truth.snr, truth.label == 2, trials, seed), trials
+
+
 def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, np.ndarray]:
     """(scores, validation threshold, the curves as scored) of a run folder's best model on the
     set's curves, preprocessed with the run's own settings (``inputs``: settings -> inputs, filled
@@ -134,13 +168,13 @@ def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, n
 
 
 def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
-    """(completeness reports, scores, truth, injection-recovery reports) of the network, BLS and the
-    oracle on the unseen set, and of the ``--baseline`` run's network where one is given. With
+    """(completeness reports, scores, truth, injection-recovery reports) of the network, BLS, the
+    oracle and the ideal observer on the unseen set, and of the ``--baseline`` run's network where one is given. With
     several runs, "network" is the mean of their networks' scores (an ensemble), without a
     validation threshold."""
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              false_positives_at_precision, fresh_built_in_set, recovery_report,
-                              threshold_at_false_positive_rate)
+                              false_positives_at_precision, fresh_built_in_set, recall_by_snr_per_transit,
+                              recovery_report, threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
     from memory import available_cores
     from preprocessing import PreprocessingConfig
@@ -160,11 +194,13 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
         scores["baseline"], validation_thresholds["baseline"], baseline_inputs = network_scores(args.baseline, truth,
                                                                                                 by_config)
         deepest["baseline"] = np.argmin(baseline_inputs[..., 0], axis=1)
-    recovery = {}
+    recovery, trials = {}, None
     if not args.network_only:
         classical, recovered = classical_scores(truth, inputs, config, args.test_seed, available_cores())
         scores |= classical
         recovery = {name: recovery_report(hosts, truth) for name, hosts in recovered.items()}
+        scores[IDEAL_OBSERVER], trials = ideal_observer(truth, args.test_seed, available_cores())
+        print(f"ideal observer: {trials:.3g} independent trials a curve (the classical grid in white noise)")
     reports = {}
     for name, values in scores.items():
         thresholds = {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(values, host)}
@@ -174,8 +210,12 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
             # Kepler's detection threshold: what stands out of the noise at all.
             thresholds[f"S/N {KEPLER_MES_THRESHOLD}"] = KEPLER_MES_THRESHOLD
         reports[name] = completeness(values, truth, thresholds)
+        reports[name]["recall_by_snr_per_transit"] = recall_by_snr_per_transit(
+            values >= thresholds[FALSE_POSITIVE_THRESHOLD], truth)
         if name in deepest:
             reports[name]["false_positives_at_precision_0.9"] = false_positives_at_precision(values, truth, deepest[name])
+    if trials is not None:
+        reports[IDEAL_OBSERVER]["independent_trials"] = trials
     return reports, scores, truth, recovery
 
 
@@ -200,21 +240,21 @@ def add_intervals(reports: dict, scores: dict, truth, resamples: int) -> dict:
 def print_tables(reports: dict, recovery: dict) -> None:
     from completeness import FALSE_POSITIVE_THRESHOLD, HEADLINE_NAMES, NEGATIVE_CLASSES, bin_labels
 
-    print(f"{'':14}{'ROC AUC':>9}{'PR AUC':>9}{'recall@P0.9':>13}{'recall S/N>=12 @1%FPR':>23}")
+    print(f"{'':17}{'ROC AUC':>9}{'PR AUC':>9}{'recall@P0.9':>13}{'recall S/N>=12 @1%FPR':>23}")
     for name, report in reports.items():
         strong = report["thresholds"][FALSE_POSITIVE_THRESHOLD]["recall_snr_ge_12"]
-        print(f"{name:14}{report['roc_auc']:9.3f}{report['pr_auc']:9.3f}{report['recall_at_precision_0.9']:13.3f}"
+        print(f"{name:17}{report['roc_auc']:9.3f}{report['pr_auc']:9.3f}{report['recall_at_precision_0.9']:13.3f}"
               f"{strong:23.3f}")
     if all("interval_95" in report for report in reports.values()):
         print("\n95 % intervals, bootstrap over the set's curves (hosts and non-hosts resampled apart)")
         for name, report in reports.items():
-            print(f"{name:14}" + "".join(f"{'%.3f-%.3f' % tuple(report['interval_95'][metric]):>{width}}"
+            print(f"{name:17}" + "".join(f"{'%.3f-%.3f' % tuple(report['interval_95'][metric]):>{width}}"
                                          for metric, width in zip(HEADLINE_NAMES, (9, 14, 13, 23))))
         print("network minus each, on the same resamples: mean [95 % interval]")
         for name, report in reports.items():
             if "network_minus_this" in report:
                 cells = [report["network_minus_this"][metric] for metric in HEADLINE_NAMES]
-                print(f"{'- ' + name:14}" + "  ".join(f"{cell['mean']:+.3f} [{cell['interval_95'][0]:+.3f}, "
+                print(f"{'- ' + name:17}" + "  ".join(f"{cell['mean']:+.3f} [{cell['interval_95'][0]:+.3f}, "
                                                       f"{cell['interval_95'][1]:+.3f}]" for cell in cells))
     any_report = next(iter(reports.values()))
     labels = bin_labels(any_report["bins"]["snr"])
@@ -230,6 +270,14 @@ def print_tables(reports: dict, recovery: dict) -> None:
         strong = "-" if entry["recall_snr_ge_12"] is None else f"{entry['recall_snr_ge_12']:.3f}"
         print(f"{name}: recovers {entry['recall']:.3f} of the {entry['hosts']} hosts, {strong} of those at "
               "S/N >= 12 (ephemeris matched, S/N >= 7.1, false alarms not counted)")
+    middling = any_report["recall_by_snr_per_transit"]
+    low, high = middling["snr_range"]
+    print(f"\nRecall of the hosts of survey S/N {low:g}-{high:g} by the S/N of one transit, at the 1 % false-positive rate")
+    print(f"{'':40}" + "".join(f"{label:>8}" for label in bin_labels(middling["bins"])))
+    print(f"{'hosts':40}" + "".join(f"{count:>8d}" for count in middling["hosts"]))
+    for name, report in reports.items():
+        print(f"{name:40}" + "".join("       -" if r is None else f"{r:8.2f}"
+                                     for r in report["recall_by_snr_per_transit"]["recall"]))
     print("\nFalse-positive rate per kind of non-host")
     kinds = [k for k in NEGATIVE_CLASSES if any_report["negatives_by_kind"].get(k)]
     short = {"eclipsing_binary": "EB", "diluted_eclipsing_binary": "dil.EB", "sensitivity_dropout": "dropout",
@@ -259,8 +307,8 @@ def main():
     parser.add_argument("--run", type=Path, nargs="+",
                         help="score this existing run folder instead of training; several: the mean of their networks")
     parser.add_argument("--network-only", action="store_true",
-                        help="leave out the BLS search, the oracle and the injection-recovery (minutes on a large "
-                             "set; cached per set)")
+                        help="leave out the BLS search, the oracle, the injection-recovery and the ideal observer "
+                             "(minutes on a large set; cached per set)")
     parser.add_argument("--baseline", type=Path,
                         help="also score this run folder's network on the same curves, with paired differences")
     parser.add_argument("--resamples", type=int, default=1000,

@@ -96,8 +96,16 @@ def table(results: dict) -> list[str]:
         r = results["quality"]
         scored, own = r["other_seed_test"], r["own_test_split"]
         unseen = scored["network"]
+        # The clause: a target beyond the physics of the data (above the ideal observer's
+        # figure, where it was scored) becomes "within 0.02 of it".
+        ideal = scored.get("ideal observer")
+        targets = {k: (min(v, round(ideal[k] - 0.02, 3)) if ideal else v) for k, v in QUALITY_TARGET.items()}
         holds = ("n/a (short run)" if r["test_rows"] < 5000 or r["epochs_trained"] < 10 else
-                 "yes" if all(unseen[k] >= v for k, v in QUALITY_TARGET.items()) else "no")
+                 "yes" if all(unseen[k] >= v for k, v in targets.items()) else "no")
+        target_text = ", ".join(
+            f"{label} >= {QUALITY_TARGET[k]}" + (f" (beyond the ideal observer's {ideal[k]:.3f}: >= {targets[k]:.3f})"
+                                                 if targets[k] < QUALITY_TARGET[k] else "")
+            for k, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("recall_at_precision_0.9", "recall@P0.9")))
 
         def strong(report):
             return report["thresholds"]["1% false-positive rate"]["recall_snr_ge_12"]
@@ -110,13 +118,15 @@ def table(results: dict) -> list[str]:
         if recovered:
             baselines += (f"; a blind search with time stamps recovers {recovered['recall']:.3f} of the hosts "
                           f"(S/N >= 12 {recovered['recall_snr_ge_12']:.2f}, false alarms not counted)")
+        if ideal:
+            baselines += (f"; the ideal observer (the ceiling the noise sets): ROC AUC {ideal['roc_auc']:.3f}, PR AUC "
+                          f"{ideal['pr_auc']:.3f}, recall@P0.9 {ideal['recall_at_precision_0.9']:.3f}")
         rows.append(f"| Quality ({command('quality')}) | unseen seed {r['test_seed']}: ROC AUC {unseen['roc_auc']:.3f}, "
                     f"PR AUC {unseen['pr_auc']:.3f}, recall@P0.9 {unseen['recall_at_precision_0.9']:.3f}, recall at "
                     f"S/N >= 12 and 1 % FPR {strong(unseen):.2f}; best epoch {r['best_epoch']} of "
                     f"{r['epochs_trained']}{wall} | {baselines + '; ' if baselines else ''}own test split: "
-                    f"ROC AUC {own['roc_auc']:.3f} | ROC AUC >= {QUALITY_TARGET['roc_auc']}, PR AUC >= "
-                    f"{QUALITY_TARGET['pr_auc']}, recall@P0.9 >= {QUALITY_TARGET['recall_at_precision_0.9']} | "
-                    f"{holds} | default run, {r['test_rows']} unseen curves |")
+                    f"ROC AUC {own['roc_auc']:.3f} | {target_text} | {holds} | default run, {r['test_rows']} unseen "
+                    "curves |")
     if "preprocess_speed" in results:
         r = results["preprocess_speed"]
         best = max(r["settings"], key=lambda s: s["speed_ratio"])

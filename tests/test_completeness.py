@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
-from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, false_positives_at_precision,
-                          headline_metrics, injection_recovery, interval, negative_classes, recovery_report,
+from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, effective_trials,
+                          false_positives_at_precision, headline_metrics, ideal_observer_scores, injection_recovery,
+                          interval, negative_classes, recall_by_snr_per_transit, recovery_report,
                           threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
                             write_synthetic_dataset)
@@ -325,3 +326,50 @@ def test_the_search_over_time_stamps_folds_what_the_cadences_scramble():
     # the two halves line up only at half the period, half of whose boxes are empty.
     assert over_cadences.period[0] == pytest.approx(1.15, rel=0.005)
     assert over_cadences.power[0] < 0.7 * over_time.power[0]
+
+
+def test_effective_trials_counts_the_normals_each_highest_value_was_drawn_from():
+    rng = np.random.default_rng(8)
+    highest = rng.standard_normal((3000, 200)).max(axis=1)
+    assert effective_trials(highest) == pytest.approx(200, rel=0.1)
+    # Fewer trials, lower maxima.
+    assert effective_trials(rng.standard_normal((3000, 20)).max(axis=1)) == pytest.approx(20, rel=0.1)
+
+
+def test_a_blind_search_in_white_noise_makes_more_trials_over_a_longer_window():
+    time = np.arange(3197) * CADENCE_DAYS
+    full = transit_search.white_noise_peak_snr(np.tile(time, (16, 1)), seed=1)
+    half = transit_search.white_noise_peak_snr(np.tile(time[:1600], (16, 1)), seed=1)
+    assert np.array_equal(full, transit_search.white_noise_peak_snr(np.tile(time, (16, 1)), seed=1))
+    # The highest of about a million unit normals: 4.8 give or take a few tenths.
+    assert np.all((full > 3.8) & (full < 6.5))
+    assert 2e5 < effective_trials(full) < 3e6
+    # Half the window: fewer periods that repeat in it, and fewer phases of each.
+    assert effective_trials(half) < 0.7 * effective_trials(full)
+
+
+def test_the_ideal_observer_finds_strong_planets_first_and_ranks_faint_ones_among_non_hosts():
+    from sklearn.metrics import roc_auc_score
+
+    is_host = np.array([True] * 1000 + [False] * 5000)
+    snr = np.concatenate([np.full(500, 20.0), np.zeros(500), np.full(5000, np.nan)])
+    scores = ideal_observer_scores(snr, is_host, trials=1e5, seed=3)
+    assert np.array_equal(scores, ideal_observer_scores(snr, is_host, trials=1e5, seed=3))
+    non_hosts = scores[~is_host]
+    assert scores[:500].min() > non_hosts.max()
+    # A planet with no signal is a non-host to any detector: a coin toss against them.
+    assert roc_auc_score(np.r_[np.ones(500), np.zeros(5000)], np.r_[scores[500:1000], non_hosts]) == pytest.approx(0.5, abs=0.04)
+    # The non-hosts score the highest of `trials` unit normals, as effective_trials reads them.
+    assert effective_trials(non_hosts) == pytest.approx(1e5, rel=0.1)
+
+
+def test_recall_by_snr_per_transit_counts_the_middling_hosts_by_hand():
+    # Hosts of S/N 10 with 100, 16 and 1 transits (1, 2.5 and 10 sigma each), one of S/N 30 (out of
+    # range) and a non-host.
+    truth = SimpleNamespace(label=np.array([2, 2, 2, 2, 2, 1]), snr=np.array([10.0, 10.0, 10.0, 10.0, 30.0, np.nan]),
+                            n_transits=np.array([100, 100, 16, 1, 4, 0]))
+    detected = np.array([False, True, True, True, True, True])
+    report = recall_by_snr_per_transit(detected, truth)
+    # Bins 0-1, 1-2, 2-4, 4-8, 8+: the two 1-sigma transits fall in 1-2.
+    assert report["hosts"] == [0, 2, 1, 0, 1]
+    assert report["recall"] == [None, 0.5, 1.0, None, 1.0]
