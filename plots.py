@@ -180,7 +180,7 @@ def completeness(reports: dict, path: Path, recovery: dict | None = None) -> Non
     """
     from completeness import FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, NEGATIVE_CLASSES, bin_labels
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1.1, 1]})
     any_report = next(iter(reports.values()))
     labels = bin_labels(any_report["bins"]["snr"])
     positions = np.arange(len(labels))
@@ -208,7 +208,8 @@ def completeness(reports: dict, path: Path, recovery: dict | None = None) -> Non
     left.set(xlabel="transit S/N (hosts per bin)", ylabel="recall", ylim=(-0.02, 1.02),
              title=f"Injection-recovery: recall against S/N ({any_report['hosts']} hosts)")
     left.grid(alpha=0.3)
-    left.legend(fontsize=7, loc="upper left")
+    # Below the axes: inside, the legend hid the curves that reach recall 1 at low S/N.
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.17), ncol=2)
     kinds = [k for k in NEGATIVE_CLASSES if any_report["negatives_by_kind"].get(k)]
     width = 0.8 / max(len(series), 1)
     for number, (scorer, name, entry) in enumerate(series):
@@ -220,7 +221,7 @@ def completeness(reports: dict, path: Path, recovery: dict | None = None) -> Non
                      rotation=35, ha="right", fontsize=8)
     right.set(ylabel="false-positive rate", title="False positives by kind of non-host (count)")
     right.grid(alpha=0.3, axis="y")
-    right.legend(fontsize=7)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.3), ncol=2)
     fig.tight_layout()
     _save(fig, path)
 
