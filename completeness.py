@@ -156,8 +156,7 @@ def injection_recovery(truth, inputs: np.ndarray, time_stamps: bool = True, work
     host = np.flatnonzero(np.asarray(truth.label) == 2)
     curves = transit_search.first_channel(inputs)[host]
     true_time = np.asarray(truth.time, dtype=np.float64)[host]
-    # The cadences as ``transit_search.search`` counts them when it is given no times.
-    searched = true_time if time_stamps else np.broadcast_to(np.arange(curves.shape[1]) * CADENCE_DAYS, curves.shape)
+    searched = true_time if time_stamps else transit_search.cadence_times(curves.shape)
     found = transit_search.search(curves, workers=workers, times=searched) if found is None else found.take(host)
     snr = transit_search.matched_filter_snr(curves, found.period, found.duration, searched)
     epoch = found.epoch

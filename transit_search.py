@@ -63,6 +63,17 @@ def _times(length: int, cadence_days: float) -> np.ndarray:
     return np.arange(length) * cadence_days
 
 
+def cadence_times(shape: tuple[int, int], cadence_days: float = CADENCE_DAYS) -> np.ndarray:
+    """[rows, cadences] days of each cadence of a Kaggle-layout row, which carries no time stamps:
+    cadence ``i`` at ``i * cadence_days`` (what ``search`` uses when it is given no times)."""
+    return np.broadcast_to(_times(shape[1], cadence_days), shape)
+
+
+def _periods_for(time: np.ndarray) -> np.ndarray:
+    """``period_grid`` of a curve's time stamps: its span, the last cadence's length included."""
+    return period_grid(float(time[-1] - time[0] + (time[1] - time[0])))
+
+
 def phase_offset(time, period, epoch):
     """Days from the nearest mid-transit of an ephemeris (``period``, ``epoch``), in [-period/2, period/2).
 
@@ -87,7 +98,7 @@ def _search_one(curve: np.ndarray, time: np.ndarray) -> tuple:
     from astropy.timeseries import BoxLeastSquares
 
     usable = curve.size - curve.size % SEARCH_BIN
-    periods = period_grid(float(time[-1] - time[0] + (time[1] - time[0])))
+    periods = _periods_for(time)
     binned = curve[:usable].astype(np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
     time = np.asarray(time[:usable], dtype=np.float64).reshape(-1, SEARCH_BIN).mean(axis=1)
     result = BoxLeastSquares(time, binned).power(
@@ -135,7 +146,7 @@ def search(curves: np.ndarray, cadence_days: float = CADENCE_DAYS, workers: int 
     """
     curves = first_channel(curves)
     if times is None:
-        times = np.broadcast_to(_times(curves.shape[1], cadence_days), curves.shape)
+        times = cadence_times(curves.shape, cadence_days)
     columns = np.array(_map_rows(_search_one, curves, times, workers), dtype=np.float64).reshape(-1, 6).T
     return SearchResult(*columns)
 
@@ -144,7 +155,7 @@ def _peak_snr_one(curve: np.ndarray, time: np.ndarray) -> float:
     from astropy.timeseries import BoxLeastSquares
 
     time = np.asarray(time, dtype=np.float64)
-    periods = period_grid(float(time[-1] - time[0] + (time[1] - time[0])))
+    periods = _periods_for(time)
     search = BoxLeastSquares(time, np.asarray(curve, dtype=np.float64))
     best = -np.inf
     for duration in DURATIONS_DAYS:

@@ -84,42 +84,50 @@ def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory
     return wall, run, folder
 
 
+def cached_arrays(name: str, key: str, compute) -> dict[str, np.ndarray]:
+    """The arrays of ``results/bench/<name>.npz`` where it was stored under the same ``key`` (a
+    JSON of what they depend on); otherwise ``compute()``'s, stored there under ``key``."""
+    cache = ROOT / "results" / "bench" / f"{name}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            if str(stored["key"]) == key:
+                return {array: stored[array] for array in stored.files if array != "key"}
+    arrays = compute()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, key=key, **arrays)
+    return arrays
+
+
 def classical_scores(truth, inputs, config, seed: int, workers: int) -> tuple[dict, dict]:
     """(BLS SDE and oracle S/N of every curve, the hosts recovered by a blind search with and
     without time stamps); cached by set and preprocessing settings."""
     import transit_search
     from completeness import injection_recovery
 
+    def compute() -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        found = transit_search.search(inputs, workers=workers)
+        host = truth.label == 2
+        rng = np.random.default_rng([seed, 99])
+        donors = rng.choice(np.flatnonzero(host), int((~host).sum()))
+        period, duration = truth.period.copy(), truth.duration.copy()
+        period[~host], duration[~host] = truth.period[donors], truth.duration[donors]
+        arrays = {"bls": found.sde, "oracle": transit_search.matched_filter_snr(inputs, period, duration, truth.time),
+                  "recovered_time_stamps": injection_recovery(truth, inputs, True, workers),
+                  # The baseline's own search over the cadences, read as a recovery.
+                  "recovered_cadences": injection_recovery(truth, inputs, False, found=found)}
+        print(f"BLS search, oracle and injection-recovery of {len(truth.label)} curves: "
+              f"{time.perf_counter() - started:.0f} s")
+        return arrays
+
     key = json.dumps({"rows": len(truth.label), "seed": seed, "preprocessing": config.to_json(),
                       "grid": [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS,
                                transit_search.DURATIONS_DAYS, transit_search.OVERSAMPLE,
                                transit_search.SEARCH_BIN, transit_search.HARMONICS,
                                transit_search.PERIOD_TOLERANCE]}, sort_keys=True)
-    cache = ROOT / "results" / "bench" / f"quality_classical_{seed}_{len(truth.label)}.npz"
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["key"]) == key and "recovered_time_stamps" in stored:
-                return ({"BLS (SDE)": stored["bls"], "oracle": stored["oracle"]},
-                        {RECOVERY_TIME_STAMPS: stored["recovered_time_stamps"],
-                         RECOVERY_CADENCES: stored["recovered_cadences"]})
-    started = time.perf_counter()
-    found = transit_search.search(inputs, workers=workers)
-    bls = found.sde
-    host = truth.label == 2
-    rng = np.random.default_rng([seed, 99])
-    donors = rng.choice(np.flatnonzero(host), int((~host).sum()))
-    period, duration = truth.period.copy(), truth.duration.copy()
-    period[~host], duration[~host] = truth.period[donors], truth.duration[donors]
-    oracle = transit_search.matched_filter_snr(inputs, period, duration, truth.time)
-    recovered = {RECOVERY_TIME_STAMPS: injection_recovery(truth, inputs, True, workers),
-                 # The baseline's own search over the cadences, read as a recovery.
-                 RECOVERY_CADENCES: injection_recovery(truth, inputs, False, found=found)}
-    print(f"BLS search, oracle and injection-recovery of {len(truth.label)} curves: "
-          f"{time.perf_counter() - started:.0f} s")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, bls=bls, oracle=oracle, recovered_time_stamps=recovered[RECOVERY_TIME_STAMPS],
-             recovered_cadences=recovered[RECOVERY_CADENCES])
-    return {"BLS (SDE)": bls, "oracle": oracle}, recovered
+    arrays = cached_arrays(f"quality_classical_{seed}_{len(truth.label)}", key, compute)
+    return ({"BLS (SDE)": arrays["bls"], "oracle": arrays["oracle"]},
+            {RECOVERY_TIME_STAMPS: arrays["recovered_time_stamps"], RECOVERY_CADENCES: arrays["recovered_cadences"]})
 
 
 def ideal_observer(truth, seed: int, workers: int) -> tuple[np.ndarray, float]:
@@ -129,22 +137,18 @@ def ideal_observer(truth, seed: int, workers: int) -> tuple[np.ndarray, float]:
     from completeness import effective_trials, ideal_observer_scores
 
     rows = min(NOISE_CURVES, len(truth.label))
+
+    def compute() -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        peaks = transit_search.white_noise_peak_snr(truth.time[:rows], workers, seed)
+        print(f"white-noise search of {rows} curves on the set's time stamps: {time.perf_counter() - started:.0f} s")
+        return {"peak_snr": peaks}
+
     key = json.dumps({"rows": len(truth.label), "seed": seed, "noise_curves": rows,
                       "grid": [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS,
                                transit_search.DURATIONS_DAYS, transit_search.OVERSAMPLE,
                                transit_search.MAX_DUTY_CYCLE]}, sort_keys=True)
-    cache = ROOT / "results" / "bench" / f"quality_white_noise_{seed}_{len(truth.label)}.npz"
-    peaks = None
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as stored:
-            peaks = stored["peak_snr"] if str(stored["key"]) == key else None
-    if peaks is None:
-        started = time.perf_counter()
-        peaks = transit_search.white_noise_peak_snr(truth.time[:rows], workers, seed)
-        print(f"white-noise search of {rows} curves on the set's time stamps: {time.perf_counter() - started:.0f} s")
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, key=key, peak_snr=peaks)
-    trials = effective_trials(peaks)
+    trials = effective_trials(cached_arrays(f"quality_white_noise_{seed}_{len(truth.label)}", key, compute)["peak_snr"])
     return ideal_observer_scores(truth.snr, truth.label == 2, trials, seed), trials
 
 
@@ -196,10 +200,11 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
         deepest["baseline"] = np.argmin(baseline_inputs[..., 0], axis=1)
     recovery, trials = {}, None
     if not args.network_only:
-        classical, recovered = classical_scores(truth, inputs, config, args.test_seed, available_cores())
+        workers = available_cores()
+        classical, recovered = classical_scores(truth, inputs, config, args.test_seed, workers)
         scores |= classical
         recovery = {name: recovery_report(hosts, truth) for name, hosts in recovered.items()}
-        scores[IDEAL_OBSERVER], trials = ideal_observer(truth, args.test_seed, available_cores())
+        scores[IDEAL_OBSERVER], trials = ideal_observer(truth, args.test_seed, workers)
         print(f"ideal observer: {trials:.3g} independent trials a curve (the classical grid in white noise)")
     reports = {}
     for name, values in scores.items():
