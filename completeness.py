@@ -234,9 +234,10 @@ def ideal_observer_scores(snr: np.ndarray, is_host: np.ndarray, trials: float, s
     multiple-event statistic is). So a non-host scores the highest of ``trials`` normals and a
     host the higher of that and snr + a normal: a planet of S/N 3 ranks among the non-hosts, as
     it must. Binaries, flares, gaps and the star's own variability are refused perfectly, and the
-    trials are told the true time stamps, so the figures are a ceiling: what the physics of the
-    set allows, not what a real detector reaches. (One assumption runs the other way: a detector
-    that whitened the star's red noise could see a transit above its survey S/N.)
+    trials are told the true time stamps (``transit_search.white_noise_peak_snr``), so the
+    figures are a ceiling: what the physics of the set allows, not what a real detector reaches.
+    (One assumption runs the other way: a detector that whitened the star's red noise could see a
+    transit above its survey S/N.)
 
     Args:
         snr: [rows] the hosts' survey S/N (non-hosts: anything, NaN included).
@@ -250,18 +251,53 @@ def ideal_observer_scores(snr: np.ndarray, is_host: np.ndarray, trials: float, s
     rng = np.random.default_rng([seed, 41])
     # The highest of `trials` standard normals, by its distribution function Phi(z)^trials.
     highest_noise = norm.isf(-np.expm1(np.log(rng.random(is_host.size)) / trials))
+    return _best_of_noise_and_transit(snr, is_host, highest_noise, rng)
+
+
+def ideal_observer_scores_measured(snr: np.ndarray, is_host: np.ndarray, group: np.ndarray, noise_peaks: np.ndarray,
+                                   noise_group: np.ndarray, seed: int) -> np.ndarray:
+    """[rows] ``ideal_observer_scores`` with each curve's highest noise peak drawn from measured
+    ones instead of the highest of independent normals: for a search whose peaks in noise that
+    model does not describe (``transit_search.segmented_search_snr``, over a Kaggle-layout row's
+    cadences, a phase of its own for each stretch between gaps: its peaks spread wider).
+
+    Each curve draws from the peaks of the noise curves of its own ``group`` (e.g. its number of
+    stretches between gaps, which sets how many trials it makes), by the same uniform draws as
+    ``ideal_observer_scores`` of the same seed, and hosts read the same normals at their transits,
+    so the two observers' scores are paired.
+
+    Args:
+        snr, is_host: as ``ideal_observer_scores``.
+        group: [rows] each curve's group.
+        noise_peaks: [curves] the highest S/N of the search in white noise on curves cut as the set's.
+        noise_group: [curves] the group of each of those curves; every group of ``group`` among them.
+        seed: the same seed gives the same scores.
+
+    >>> ideal_observer_scores_measured(np.array([20.0, np.nan]), np.array([True, False]), np.array([1, 2]),
+    ...                                np.array([5.0, 6.0, 7.0]), np.array([1, 2, 2]), seed=0)[1] in (6.0, 7.0)
+    True
+    """
+    is_host = np.asarray(is_host, dtype=bool)
+    group, noise_group = np.asarray(group), np.asarray(noise_group)
+    noise_peaks = np.asarray(noise_peaks, dtype=np.float64)
+    rng = np.random.default_rng([seed, 41])
+    uniform = rng.random(is_host.size)
+    highest_noise = np.empty(is_host.size)
+    for value in np.unique(group):
+        peaks = np.sort(noise_peaks[noise_group == value])
+        if not peaks.size:
+            raise ValueError(f"no noise curve of group {value.item()!r} to draw the peaks of its curves from")
+        rows = group == value
+        # The empirical distribution's inverse at each uniform draw.
+        highest_noise[rows] = peaks[np.minimum((uniform[rows] * peaks.size).astype(np.int64), peaks.size - 1)]
+    return _best_of_noise_and_transit(snr, is_host, highest_noise, rng)
+
+
+def _best_of_noise_and_transit(snr, is_host, highest_noise, rng) -> np.ndarray:
+    """A host's score: the higher of its noise peak and its transit's S/N plus a normal; a
+    non-host's: its noise peak."""
     at_transit = np.nan_to_num(np.asarray(snr, dtype=np.float64)) + rng.standard_normal(is_host.size)
     return np.where(is_host, np.maximum(highest_noise, at_transit), highest_noise)
-
-
-def closed_up_gaps(time: np.ndarray) -> np.ndarray:
-    """The cadences of one curve where a closed-up gap ends: its time jumps by more than 1.5 cadences.
-
-    >>> closed_up_gaps(np.array([0.0, 1.0, 2.0, 5.0, 6.0, 9.5])).tolist()
-    [3, 5]
-    """
-    step = np.diff(time)
-    return np.flatnonzero(step > 1.5 * np.median(step)) + 1
 
 
 def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray, precision: float = 0.9) -> dict:
@@ -272,6 +308,7 @@ def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray,
     which a Kaggle-layout row does not carry), and the kinds of the others.
     """
     from evaluation import threshold_at_precision
+    from transit_search import gap_ends
 
     host = truth.label == 2
     _, threshold = threshold_at_precision(host, scores, precision)
@@ -280,7 +317,7 @@ def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray,
     beside = between = 0
     others = {kind: 0 for kind in NEGATIVE_CLASSES}
     for row in above:
-        gaps = closed_up_gaps(truth.time[row])
+        gaps = gap_ends(truth.time[row])
         distance = np.abs(gaps - deepest[row])
         if gaps.size and distance.min() <= GAP_NEAR_CADENCES:
             nearest = gaps[np.argmin(distance)]

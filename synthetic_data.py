@@ -74,6 +74,7 @@ from preprocessing import noise_on_timescale
 CADENCE_DAYS = 29.4244 / 1440.0
 EXPOSURE_SECONDS = 1765.5
 N_CADENCES = 3197
+GAP_SKIP_DAYS = (0.5, 4.0)   # time a closed-up gap skips (a downlink); a search over the cadences knows no more
 SUBEXPOSURES = 5
 HARD_NEGATIVE_KINDS = {  # share of all non-hosts
     "eclipsing_binary": 0.12,
@@ -336,7 +337,7 @@ def _gapped_time(rng, rows, n):
     gap_starts = []
     for index in range(3):
         position = rng.integers(200, n - 200, rows)
-        length = rng.uniform(0.5, 4.0, rows) * (index < n_gaps)
+        length = rng.uniform(*GAP_SKIP_DAYS, rows) * (index < n_gaps)
         later = np.arange(n)[None, :] >= position[:, None]
         time += later * length[:, None]
         gap_starts.append(np.where(index < n_gaps, position, -1))

@@ -6,8 +6,10 @@ highest peak), as the matched-filter "oracle" (BLS at each curve's true period a
 as a survey pipeline's injection-recovery (a blind search over the true time stamps; a planet
 counts as recovered when the strongest dip found is its ephemeris and stands at S/N 7.1:
 ``matches_ephemeris``), to count how many independent trials a blind search makes (its highest
-S/N in pure white noise: ``white_noise_peak_snr``, which sets the ideal observer's false alarms),
-and to fold the hosts shown in the results gallery at the period found.
+S/N in pure white noise: ``white_noise_peak_snr``, which sets the ideal observer's false alarms;
+``white_noise_peak_snr_over_cadences`` the same for a search of a Kaggle-layout row, which
+knows no time stamps: ``segmented_search_snr``), and to fold the hosts shown in the results
+gallery at the period found.
 
 The curves are the model's inputs: detrended, in units of their own noise, flares clipped. The
 Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days`` unless the
@@ -21,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from synthetic_data import CADENCE_DAYS
+from synthetic_data import CADENCE_DAYS, GAP_SKIP_DAYS
 
 # The search grid: at least two transits in a 65-day window, durations from 1.4 to 11 hours
 # (the longest must stay below the shortest period). The search runs on the curve binned 3 to 1
@@ -185,6 +187,120 @@ def white_noise_peak_snr(times: np.ndarray, workers: int = 1, seed: int = 0) -> 
     times = np.asarray(times, dtype=np.float64)
     noise = np.random.default_rng([seed, 17]).standard_normal(times.shape)
     return np.array(_map_rows(_peak_snr_one, noise, times, workers), dtype=np.float64)
+
+
+def gap_ends(time: np.ndarray) -> np.ndarray:
+    """The cadences of one curve where a closed-up gap ends: its time jumps by more than 1.5 cadences.
+
+    >>> gap_ends(np.array([0.0, 1.0, 2.0, 5.0, 6.0, 9.5])).tolist()
+    [3, 5]
+    """
+    step = np.diff(time)
+    return np.flatnonzero(step > 1.5 * np.median(step)) + 1
+
+
+def _box_sums(flux: np.ndarray, periods: np.ndarray, step: float, bins: np.ndarray) -> tuple:
+    """([periods, max(bins)] sum of ``flux`` in each box, its cadence count): ``flux`` (cadence
+    ``i`` at ``i * CADENCE_DAYS``) folded at each period into ``bins`` phase bins of ``step``
+    days, a box ``OVERSAMPLE`` bins wide starting at each bin (wrapping round the period)."""
+    rows, width = periods.size, int(bins.max())
+    # Phases are never negative, so truncation is the floor.
+    phase_bin = (np.arange(flux.size) * CADENCE_DAYS % periods[:, None] * (1.0 / step)).astype(np.int64)
+    phase_bin += np.arange(rows)[:, None] * (width + OVERSAMPLE)
+    flat = phase_bin.ravel()
+    size = rows * (width + OVERSAMPLE)
+    sums = np.bincount(flat, np.broadcast_to(flux, phase_bin.shape).ravel(), size).reshape(rows, -1)
+    counts = np.bincount(flat, minlength=size).reshape(rows, -1).astype(np.float64)
+    box_sum, box_count = sums[:, :width].copy(), counts[:, :width].copy()
+    every = np.arange(rows)
+    for offset in range(1, OVERSAMPLE):
+        # Each row's first bins again after its last, so that a box wraps round the period.
+        for folded in (sums, counts):
+            folded[every, bins + offset - 1] = folded[:, offset - 1]
+        box_sum += sums[:, offset:offset + width]
+        box_count += counts[:, offset:offset + width]
+    return box_sum, box_count
+
+
+def _window_max(values: np.ndarray, bins: np.ndarray, first: np.ndarray, window: int) -> np.ndarray:
+    """[rows, max(bins)]: at bin j of each row, the highest of ``values`` at bins j + first ...
+    j + first + window - 1, round each row's circle of ``bins`` (the whole circle where the
+    window covers it)."""
+    from scipy.ndimage import maximum_filter1d
+
+    width = values.shape[1]
+    index = (np.arange(width + window)[None, :] + first[:, None]) % bins[:, None]
+    extended = np.take_along_axis(values, index, axis=1)
+    # Left-aligned window [j, j + window): scipy centres it on j + window // 2 unless told otherwise.
+    highest = maximum_filter1d(extended, window, axis=1, mode="nearest", origin=-(window // 2))[:, :width]
+    whole = window >= bins
+    highest[whole] = np.max(np.where(np.arange(width)[None, :] < bins[:, None], values, -np.inf), axis=1)[whole, None]
+    return highest
+
+
+def segmented_search_snr(curve: np.ndarray, segment_starts, skip_days: tuple[float, float] = GAP_SKIP_DAYS) -> float:
+    """The highest box S/N of a blind search over a Kaggle-layout row that is told where its
+    closed-up gaps are but not how much time each skipped: what the cadences alone allow.
+
+    The row is cut at ``segment_starts`` (the cadences after each gap). Within a segment the
+    cadences run at ``CADENCE_DAYS``; across a gap the transits' phase jumps by the unknown time
+    skipped, anywhere in ``skip_days`` (the generator's range), so each segment's phase is a
+    trial of its own, within that range of the one before. For every trial period and duration of
+    the classical grid (``period_grid`` of the row's cadence span, ``DURATIONS_DAYS``, boxes no
+    longer than ``MAX_DUTY_CYCLE`` of their period, phases at ``OVERSAMPLE`` a duration), a
+    dynamic programme over the segments finds the phases whose boxes together hold the largest
+    flux deficit; the S/N is that deficit over the root of the boxes' cadence count (the
+    count averaged over each segment's boxes that hold a cadence), in units of the per-cadence
+    noise. With no gap it is the classical grid's box search over the cadences; at a planet's
+    true phases it reads the planet's matched-filter S/N, however the gaps broke its period.
+
+    Args:
+        curve: [cadences] flux in units of its per-cadence noise (a transit is negative).
+        segment_starts: cadences where a new segment begins (0 and the row's length are implied).
+        skip_days: (least, most) days a gap skips.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    bounds = np.unique(np.concatenate([[0], np.asarray(segment_starts, dtype=np.int64), [curve.size]]))
+    periods = period_grid(curve.size * CADENCE_DAYS)
+    best = -np.inf
+    for duration in DURATIONS_DAYS:
+        trial = periods[duration <= MAX_DUTY_CYCLE * periods]
+        if not trial.size:
+            continue
+        step = duration / OVERSAMPLE
+        bins = np.ceil(trial / step).astype(np.int64)
+        valid = np.arange(bins.max())[None, :] < bins[:, None]
+        # Bins between the earliest and the latest phase the previous segment's box can have,
+        # a bin either side for the binning.
+        window = int(np.ceil((skip_days[1] - skip_days[0]) / step)) + 2
+        deficit, count = None, np.zeros(trial.size)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            box_sum, box_count = _box_sums(-curve[start:stop], trial, step, bins)
+            box_sum[~valid] = -np.inf
+            covered = (box_count > 0) & valid
+            count += np.sum(box_count * covered, axis=1) / np.maximum(covered.sum(axis=1), 1)
+            if deficit is not None:
+                # The previous segment's box starts (its length plus the skip) later in phase.
+                first = np.floor(((previous_length * CADENCE_DAYS + skip_days[0]) % trial) / step).astype(np.int64) - 1
+                box_sum = box_sum + _window_max(deficit, bins, first % bins, window)
+            deficit, previous_length = box_sum, stop - start
+        best = max(best, float(np.max(np.max(deficit, axis=1) / np.sqrt(np.maximum(count, 1e-12)))))
+    return best
+
+
+def _segmented_peak_one(curve: np.ndarray, time: np.ndarray) -> float:
+    return segmented_search_snr(curve, gap_ends(time))
+
+
+def white_noise_peak_snr_over_cadences(times: np.ndarray, workers: int = 1, seed: int = 0) -> np.ndarray:
+    """[rows] the highest S/N ``segmented_search_snr`` finds in pure white noise on rows cut as
+    the generator cut them (its gaps from ``times``, which it is told), searching the cadences
+    as a Kaggle-layout row allows: ``white_noise_peak_snr``'s count of trials without the time
+    stamps. The same seed and times give the same figures (the noise is ``white_noise_peak_snr``'s).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    noise = np.random.default_rng([seed, 17]).standard_normal(times.shape)
+    return np.array(_map_rows(_segmented_peak_one, noise, times, workers), dtype=np.float64)
 
 
 def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndarray, time: np.ndarray) -> np.ndarray:

@@ -24,6 +24,15 @@ the same curves:
               search in pure white noise on the set's own time stamps (1000 curves,
               ``transit_search.white_noise_peak_snr``). Where a target lies above this scorer's
               figure, it lies beyond the physics of the generated data.
+    ideal, cadences
+              the same ceiling for what a Kaggle-layout row carries: no time stamps. Its trials
+              are those of a search over the cadences that is told where each closed-up gap is
+              but not how much time it skipped (0.5-4 days), so each stretch between gaps has a
+              phase of its own (``transit_search.segmented_search_snr``, in white noise cut at
+              the set's gaps: 300 curves). A planet at its true phases reads the same S/N. Its
+              peaks in noise spread wider than the highest of independent normals, so each
+              curve's is drawn from the measured ones of curves with as many gaps
+              (``completeness.ideal_observer_scores_measured``).
 For each: ROC AUC, PR AUC, recall at precision 0.9; recall per transit S/N bin and the
 false-positive rate per kind of non-host, at the threshold that passes 1 % of the non-hosts
 (and, for the network, at its validation-chosen threshold). The BLS and oracle scores depend only
@@ -68,7 +77,9 @@ from common import ROOT, machine, trainer_command, write_result
 RECOVERY_TIME_STAMPS = "search with time stamps"
 RECOVERY_CADENCES = "search on cadences"
 IDEAL_OBSERVER = "ideal observer"
+IDEAL_OVER_CADENCES = "ideal, cadences"
 NOISE_CURVES = 1000   # white-noise curves that count the blind search's trials
+NOISE_CURVES_CADENCES = 300   # the same over the cadences (more work a curve): about 100 of each number of gaps
 
 
 def train_default(epochs: int) -> tuple[float, Path, tempfile.TemporaryDirectory]:
@@ -130,26 +141,40 @@ def classical_scores(truth, inputs, config, seed: int, workers: int) -> tuple[di
             {RECOVERY_TIME_STAMPS: arrays["recovered_time_stamps"], RECOVERY_CADENCES: arrays["recovered_cadences"]})
 
 
-def ideal_observer(truth, seed: int, workers: int) -> tuple[np.ndarray, float]:
-    """(the ideal observer's scores of the set, its independent trials per curve); the white-noise
-    search that counts the trials is cached by set and grid."""
+def ideal_observer(truth, seed: int, workers: int, over_cadences: bool = False) -> tuple[np.ndarray, dict]:
+    """(the ideal observer's scores of the set, what sets its false alarms); the white-noise search
+    behind them is cached by set and grid. Over the time stamps, its independent trials per curve
+    (``completeness.effective_trials``); ``over_cadences``, the search a Kaggle-layout row allows
+    (told where the gaps are, not the time they skipped), whose peaks in noise the highest of
+    independent normals does not describe: each curve then draws its noise peak from the measured
+    ones of curves with as many stretches between gaps, and the medians of those are returned."""
+    import synthetic_data
     import transit_search
-    from completeness import effective_trials, ideal_observer_scores
+    from completeness import effective_trials, ideal_observer_scores, ideal_observer_scores_measured
 
-    rows = min(NOISE_CURVES, len(truth.label))
+    rows = min(NOISE_CURVES_CADENCES if over_cadences else NOISE_CURVES, len(truth.label))
+    search = transit_search.white_noise_peak_snr_over_cadences if over_cadences else transit_search.white_noise_peak_snr
 
     def compute() -> dict[str, np.ndarray]:
         started = time.perf_counter()
-        peaks = transit_search.white_noise_peak_snr(truth.time[:rows], workers, seed)
-        print(f"white-noise search of {rows} curves on the set's time stamps: {time.perf_counter() - started:.0f} s")
+        peaks = search(truth.time[:rows], workers, seed)
+        print(f"white-noise search of {rows} curves {'over the cadences, cut at' if over_cadences else 'on'} the set's "
+              f"{'gaps' if over_cadences else 'time stamps'}: {time.perf_counter() - started:.0f} s")
         return {"peak_snr": peaks}
 
+    grid = [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS, transit_search.DURATIONS_DAYS,
+            transit_search.OVERSAMPLE, transit_search.MAX_DUTY_CYCLE]
     key = json.dumps({"rows": len(truth.label), "seed": seed, "noise_curves": rows,
-                      "grid": [transit_search.PERIOD_RANGE_DAYS, transit_search.PERIODS,
-                               transit_search.DURATIONS_DAYS, transit_search.OVERSAMPLE,
-                               transit_search.MAX_DUTY_CYCLE]}, sort_keys=True)
-    trials = effective_trials(cached_arrays(f"quality_white_noise_{seed}_{len(truth.label)}", key, compute)["peak_snr"])
-    return ideal_observer_scores(truth.snr, truth.label == 2, trials, seed), trials
+                      "grid": grid + ([list(synthetic_data.GAP_SKIP_DAYS)] if over_cadences else [])}, sort_keys=True)
+    name = f"quality_white_noise{'_cadences' if over_cadences else ''}_{seed}_{len(truth.label)}"
+    peaks = cached_arrays(name, key, compute)["peak_snr"]
+    if not over_cadences:
+        trials = effective_trials(peaks)
+        return ideal_observer_scores(truth.snr, truth.label == 2, trials, seed), {"independent_trials": trials}
+    stretches = np.array([transit_search.gap_ends(time).size + 1 for time in truth.time])
+    medians = {int(k): float(np.median(peaks[stretches[:rows] == k])) for k in np.unique(stretches[:rows])}
+    return (ideal_observer_scores_measured(truth.snr, truth.label == 2, stretches, peaks, stretches[:rows], seed),
+            {"median_noise_peak_by_stretches": medians})
 
 
 def network_scores(run: Path, truth, inputs: dict) -> tuple[np.ndarray, float, np.ndarray]:
@@ -198,14 +223,21 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
         scores["baseline"], validation_thresholds["baseline"], baseline_inputs = network_scores(args.baseline, truth,
                                                                                                 by_config)
         deepest["baseline"] = np.argmin(baseline_inputs[..., 0], axis=1)
-    recovery, trials = {}, None
+    recovery, false_alarms = {}, {}
     if not args.network_only:
         workers = available_cores()
         classical, recovered = classical_scores(truth, inputs, config, args.test_seed, workers)
         scores |= classical
         recovery = {name: recovery_report(hosts, truth) for name, hosts in recovered.items()}
-        scores[IDEAL_OBSERVER], trials = ideal_observer(truth, args.test_seed, workers)
-        print(f"ideal observer: {trials:.3g} independent trials a curve (the classical grid in white noise)")
+        false_alarms = {}
+        scores[IDEAL_OBSERVER], false_alarms[IDEAL_OBSERVER] = ideal_observer(truth, args.test_seed, workers)
+        scores[IDEAL_OVER_CADENCES], false_alarms[IDEAL_OVER_CADENCES] = ideal_observer(truth, args.test_seed, workers,
+                                                                                        True)
+        medians = ", ".join(f"{k} stretches {v:.2f}"
+                            for k, v in false_alarms[IDEAL_OVER_CADENCES]["median_noise_peak_by_stretches"].items())
+        print(f"ideal observer: {false_alarms[IDEAL_OBSERVER]['independent_trials']:.3g} independent trials a curve "
+              f"(the classical grid in white noise on the time stamps); over the cadences, told the gaps, the median "
+              f"peak in white noise: {medians}")
     reports = {}
     for name, values in scores.items():
         thresholds = {FALSE_POSITIVE_THRESHOLD: threshold_at_false_positive_rate(values, host)}
@@ -219,8 +251,8 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
             values >= thresholds[FALSE_POSITIVE_THRESHOLD], truth)
         if name in deepest:
             reports[name]["false_positives_at_precision_0.9"] = false_positives_at_precision(values, truth, deepest[name])
-    if trials is not None:
-        reports[IDEAL_OBSERVER]["independent_trials"] = trials
+    for name, entries in false_alarms.items():
+        reports[name] |= entries
     return reports, scores, truth, recovery
 
 

@@ -97,8 +97,9 @@ def table(results: dict) -> list[str]:
         scored, own = r["other_seed_test"], r["own_test_split"]
         unseen = scored["network"]
         # The clause: a target beyond the physics of the data (above the ideal observer's
-        # figure, where it was scored) becomes "within 0.02 of it".
-        ideal = scored.get("ideal observer")
+        # figure, where it was scored) becomes "within 0.02 of it". The data are Kaggle-layout rows,
+        # so the ceiling is the one over the cadences where it was scored (no time stamps).
+        ideal = scored.get("ideal, cadences", scored.get("ideal observer"))
         targets = {k: (min(v, round(ideal[k] - 0.02, 3)) if ideal else v) for k, v in QUALITY_TARGET.items()}
         holds = ("n/a (short run)" if r["test_rows"] < 5000 or r["epochs_trained"] < 10 else
                  "yes" if all(unseen[k] >= v for k, v in targets.items()) else "no")
@@ -118,9 +119,11 @@ def table(results: dict) -> list[str]:
         if recovered:
             baselines += (f"; a blind search with time stamps recovers {recovered['recall']:.3f} of the hosts "
                           f"(S/N >= 12 {recovered['recall_snr_ge_12']:.2f}, false alarms not counted)")
-        if ideal:
-            baselines += (f"; the ideal observer (the ceiling the noise sets): ROC AUC {ideal['roc_auc']:.3f}, PR AUC "
-                          f"{ideal['pr_auc']:.3f}, recall@P0.9 {ideal['recall_at_precision_0.9']:.3f}")
+        for name, key in (("the ideal observer (the ceiling the noise sets)", "ideal observer"),
+                          ("over the cadences, as a Kaggle-layout row allows", "ideal, cadences")):
+            if key in scored:
+                baselines += (f"; {name}: ROC AUC {scored[key]['roc_auc']:.3f}, PR AUC {scored[key]['pr_auc']:.3f}, "
+                              f"recall@P0.9 {scored[key]['recall_at_precision_0.9']:.3f}")
         rows.append(f"| Quality ({command('quality')}) | unseen seed {r['test_seed']}: ROC AUC {unseen['roc_auc']:.3f}, "
                     f"PR AUC {unseen['pr_auc']:.3f}, recall@P0.9 {unseen['recall_at_precision_0.9']:.3f}, recall at "
                     f"S/N >= 12 and 1 % FPR {strong(unseen):.2f}; best epoch {r['best_epoch']} of "

@@ -8,7 +8,8 @@ import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
 from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, effective_trials,
-                          false_positives_at_precision, headline_metrics, ideal_observer_scores, injection_recovery,
+                          false_positives_at_precision, headline_metrics, ideal_observer_scores,
+                          ideal_observer_scores_measured, injection_recovery,
                           interval, negative_classes, recall_by_snr_per_transit, recovery_report,
                           threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
@@ -340,12 +341,51 @@ def test_a_blind_search_in_white_noise_makes_more_trials_over_a_longer_window():
     time = np.arange(3197) * CADENCE_DAYS
     full = transit_search.white_noise_peak_snr(np.tile(time, (16, 1)), seed=1)
     half = transit_search.white_noise_peak_snr(np.tile(time[:1600], (16, 1)), seed=1)
-    assert np.array_equal(full, transit_search.white_noise_peak_snr(np.tile(time, (16, 1)), seed=1))
+    # The same seed, the same noise row by row: the first curves again give the same peaks.
+    assert np.array_equal(full[:2], transit_search.white_noise_peak_snr(np.tile(time, (2, 1)), seed=1))
     # The highest of about a million unit normals: 4.8 give or take a few tenths.
     assert np.all((full > 3.8) & (full < 6.5))
     assert 2e5 < effective_trials(full) < 3e6
     # Half the window: fewer periods that repeat in it, and fewer phases of each.
     assert effective_trials(half) < 0.7 * effective_trials(full)
+
+
+def test_a_search_over_the_cadences_told_the_gaps_reads_a_planets_full_snr_across_them():
+    # 29 days of cadences, two gaps that skip 1.3 and 3.1 days: the transits' phase jumps twice.
+    cadence = np.arange(1400)
+    time = cadence * CADENCE_DAYS + (cadence >= 500) * 1.3 + (cadence >= 1000) * 3.1
+    gaps = transit_search.gap_ends(time)
+    assert gaps.tolist() == [500, 1000]
+    noise = np.random.default_rng(4).standard_normal(cadence.size)
+    for period, duration, depth in [(3.7, 0.24, 0.6), (9.1, 0.12, 1.3)]:
+        in_transit = np.abs(transit_search.phase_offset(time, period, 0.77)) < duration / 2
+        snr = depth * np.sqrt(in_transit.sum())  # the matched filter's, in unit noise
+        curve = noise - depth * in_transit
+        told_the_gaps = transit_search.segmented_search_snr(curve, gaps)
+        one_phase = transit_search.segmented_search_snr(curve, [])
+        # At least the planet's S/N (its phases are among the trials), give or take the box grid;
+        # one phase over all the cadences loses what the gaps scrambled.
+        assert 0.85 * snr < told_the_gaps < snr + 2.0
+        assert one_phase < told_the_gaps - 1.0
+    # Skips known only to lie anywhere in a whole period: more trials, never a lower peak in noise.
+    assert transit_search.segmented_search_snr(noise, gaps, skip_days=(0.0, 32.0)) >= \
+        transit_search.segmented_search_snr(noise, gaps)
+
+
+def test_the_search_over_the_cadences_makes_more_trials_than_over_the_time_stamps():
+    # 21 days in two stretches, the second 2 days later than its cadences say.
+    time = np.arange(1000) * CADENCE_DAYS
+    times = np.tile(time + (np.arange(1000) >= 500) * 2.0, (6, 1))
+    over_time = transit_search.white_noise_peak_snr(times, seed=2)
+    over_cadences = transit_search.white_noise_peak_snr_over_cadences(times, seed=2)
+    assert np.array_equal(over_cadences[:2], transit_search.white_noise_peak_snr_over_cadences(times[:2], seed=2))
+    # The same noise: a phase of its own for the second segment is more trials, so higher peaks.
+    assert np.all(over_cadences > over_time - 0.3)
+    assert np.median(over_cadences) > np.median(over_time) + 0.2
+    # With no gap, the same grid as the search over time stamps: about the same peaks.
+    plain = np.tile(time, (6, 1))
+    assert np.median(transit_search.white_noise_peak_snr_over_cadences(plain, seed=2)) == pytest.approx(
+        np.median(transit_search.white_noise_peak_snr(plain, seed=2)), abs=0.4)
 
 
 def test_the_ideal_observer_finds_strong_planets_first_and_ranks_faint_ones_among_non_hosts():
@@ -361,6 +401,31 @@ def test_the_ideal_observer_finds_strong_planets_first_and_ranks_faint_ones_amon
     assert roc_auc_score(np.r_[np.ones(500), np.zeros(5000)], np.r_[scores[500:1000], non_hosts]) == pytest.approx(0.5, abs=0.04)
     # The non-hosts score the highest of `trials` unit normals, as effective_trials reads them.
     assert effective_trials(non_hosts) == pytest.approx(1e5, rel=0.1)
+
+
+def test_the_ideal_observer_from_measured_noise_peaks_draws_each_curve_from_its_own_group():
+    from scipy.stats import norm
+
+    is_host = np.array([True] * 400 + [False] * 4000)
+    snr = np.concatenate([np.linspace(3, 30, 400), np.full(4000, np.nan)])
+    group = np.arange(4400) % 2
+    # Measured peaks: group 0 as the highest of 1e5 normals, group 1 two sigma higher.
+    rng = np.random.default_rng(6)
+    model_peaks = norm.isf(-np.expm1(np.log(rng.random(3000)) / 1e5))
+    peaks, noise_group = np.concatenate([model_peaks, model_peaks + 2.0]), np.repeat([0, 1], 3000)
+    scores = ideal_observer_scores_measured(snr, is_host, group, peaks, noise_group, seed=3)
+    non_hosts = scores[~is_host]
+    assert np.median(non_hosts[group[~is_host] == 1]) - np.median(non_hosts[group[~is_host] == 0]) == \
+        pytest.approx(2.0, abs=0.1)
+    # Group 0 drawn from the model's own distribution: the model's scores, the hosts' transits read
+    # with the very same normals (the two observers are paired).
+    modelled = ideal_observer_scores(snr, is_host, trials=1e5, seed=3)
+    zeros = group == 0
+    assert effective_trials(scores[zeros & ~is_host]) == pytest.approx(1e5, rel=0.25)
+    strong = is_host & (snr > 12)
+    assert np.array_equal(scores[strong], modelled[strong])
+    with pytest.raises(ValueError, match="group 2"):
+        ideal_observer_scores_measured(snr, is_host, np.where(group == 1, 2, 0), peaks, noise_group, seed=3)
 
 
 def test_recall_by_snr_per_transit_counts_the_middling_hosts_by_hand():
