@@ -103,6 +103,9 @@ def load_model_file(path: Path):
     import_tensorflow()
     import keras
 
+    from spectrum import harmonic_power_layer
+
+    harmonic_power_layer()  # registered, so that a model with the spectrum branch loads by name
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many kinds; any of them means the file is unusable

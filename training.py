@@ -134,6 +134,8 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
     import keras
     import tensorflow as tf
 
+    from spectrum import harmonic_power_layer
+
     store = CheckpointStore(paths.checkpoint_dir)
     if fresh:
         removed = store.remove_all()
@@ -168,6 +170,7 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
         log.info("  Last completed epoch: %d", state.epoch)
         if state.epoch < training_config.epochs and not _stopped_early(state, training_config):
             log.info("  Resuming from epoch %d...", state.epoch + 1)
+        harmonic_power_layer()  # registered, so that a model with the spectrum branch loads by name
         try:
             with scope:
                 model = keras.models.load_model(path, safe_mode=True)

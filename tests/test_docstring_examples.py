@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ("completeness", "data_cache", "epochs", "evaluation", "preprocessing", "shards", "survey_files",
+MODULES = ("completeness", "data_cache", "epochs", "evaluation", "preprocessing", "shards", "spectrum", "survey_files",
            "transit_search")
 
 

@@ -76,3 +76,46 @@ def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
     assert ModelConfig().ema_momentum == 0.999
     with pytest.raises(ValueError, match="ema_momentum must be in"):
         ModelConfig(ema_momentum=1.0)
+
+
+def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
+    model = build_model(ModelConfig(spectrum_harmonics=24), sequence_length=3197, channels=2)
+    # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
+    assert model.get_layer("harmonic_power").output.shape[1:] == (1319, 24)
+    assert model.get_layer("with_spectrum").output.shape[-1] == 64 + 16
+    # The default model (55,505 with two channels), the branch's two convolutions (400 and 1296
+    # weights) and the dense layer's 16 more inputs.
+    assert model.count_params() == 55_505 + (24 * 16 + 16) + (16 * 16 * 5 + 16) + 16 * 64
+    assert "spectrum_harmonics" not in ModelConfig().fingerprint()
+    assert ModelConfig(spectrum_harmonics=24).fingerprint()["spectrum_harmonics"] == 24
+    with pytest.raises(ValueError, match="spectrum_harmonics must be 0"):
+        ModelConfig(spectrum_harmonics=-1)
+
+
+def test_the_harmonic_power_peaks_at_a_dip_trains_period_wherever_its_dips_are(tmp_path):
+    import numpy as np
+
+    from evaluation import load_model_file
+    from spectrum import harmonic_index, harmonic_power_layer
+
+    layer = harmonic_power_layer()(16, 3197)
+    index, _ = harmonic_index(3197, 16)
+    cadence = np.arange(3197)
+    rng = np.random.default_rng(2)
+    noise = rng.standard_normal((3, 3197)).astype("float32")
+    # Dips of 3 cadences every 80 cadences (S/N about 15 in all), in unit noise; then the same
+    # curve shifted and reversed, as the training's random views read it.
+    train = (cadence % 80 < 3).astype("float32")
+    curves = np.stack([noise[0] - 1.4 * train, np.roll(noise[0] - 1.4 * train, 1000)[::-1], noise[1]])[..., None]
+    summed = np.asarray(layer(curves)).sum(axis=2)
+    expected = np.argmin(np.abs(index[:, 0] - 8192 / 80))  # the fundamental's bin: 8192 / 80 cadences
+    for row in (0, 1):
+        assert abs(int(np.argmax(summed[row])) - expected) <= 4
+        assert summed[row].max() > 1.5 * summed[2].max()  # far above the noise-only curve's highest
+    # Saved and loaded by name with safe_mode, it computes the same (no weight averaging: untrained,
+    # the averages are not the weights).
+    model = build_model(ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, spectrum_harmonics=4,
+                                    ema_momentum=0), 3197)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model_file(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(curves), model.predict_on_batch(curves), rtol=1e-6)
