@@ -25,7 +25,11 @@ from functools import cache
 
 import numpy as np
 
-PERIOD_CADENCES = (0.5 * 1440 / 29.4244, 32.0 * 1440 / 29.4244)   # 0.5 and 32 days of Kepler long cadences
+from synthetic_data import CADENCE_DAYS
+from transit_search import PERIOD_RANGE_DAYS
+
+# The classical search's periods, 0.5 and 32 days, in cadences of the default (Kepler long-cadence) grid.
+PERIOD_CADENCES = tuple(days / CADENCE_DAYS for days in PERIOD_RANGE_DAYS)
 FUNDAMENTAL_STEP_BINS = 0.25
 WHITEN_BINS = 64
 CAP = 30.0

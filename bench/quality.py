@@ -229,7 +229,6 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
         classical, recovered = classical_scores(truth, inputs, config, args.test_seed, workers)
         scores |= classical
         recovery = {name: recovery_report(hosts, truth) for name, hosts in recovered.items()}
-        false_alarms = {}
         scores[IDEAL_OBSERVER], false_alarms[IDEAL_OBSERVER] = ideal_observer(truth, args.test_seed, workers)
         scores[IDEAL_OVER_CADENCES], false_alarms[IDEAL_OVER_CADENCES] = ideal_observer(truth, args.test_seed, workers,
                                                                                         True)
