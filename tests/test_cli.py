@@ -22,7 +22,7 @@ def test_help_explains_every_contract_flag():
 
 def test_defaults_reproduce_the_design_and_paths_derive_from_the_flags(tmp_path):
     settings = parse_settings([])
-    assert (settings.training.epochs, settings.training.batch_size, settings.seed) == (100, 32, 42)
+    assert (settings.training.epochs, settings.training.batch_size, settings.seed) == (60, 32, 42)
     assert str(settings.paths.cache_file) == "checkpoints/training_data.npz"
     assert str(settings.paths.best_model_file) == "models/exoplanet_cnn_lstm.keras"
     moved = parse_settings(["--checkpoint-dir", str(tmp_path / "c"), "--models-dir", str(tmp_path / "m")])
@@ -65,7 +65,7 @@ def test_an_explicit_flag_beats_config_which_beats_the_default(tmp_path):
     both = parse_settings(["--config", str(config), "--epochs", "7"])
     assert (both.training.epochs, both.training.batch_size) == (7, 8)
     assert parse_settings(["--batch-size", "16"]).training.batch_size == 16
-    assert parse_settings([]).training.epochs == 100
+    assert parse_settings([]).training.epochs == 60
 
 
 @pytest.mark.parametrize("section, values, message", [

@@ -6,7 +6,7 @@ from model import ModelConfig, build_model
 
 
 def test_the_global_pools_beside_the_lstm_are_a_setting():
-    model = build_model(ModelConfig(global_pooling=True), sequence_length=3197)
+    model = build_model(ModelConfig(global_pooling=True, spectrum_harmonics=0), sequence_length=3197)
     names = [layer.name for layer in model.layers]
     for name in ("conv1", "pool1", "conv3", "pool3", "lstm", "strongest", "typical", "features", "dense", "dropout",
                  "planet_probability"):
@@ -19,8 +19,8 @@ def test_the_global_pools_beside_the_lstm_are_a_setting():
 
 
 def test_a_deeper_normalised_front_end_is_a_setting():
-    model = build_model(ModelConfig(convs_per_stage=2, kernel_size=5, batch_norm=True, global_pooling=True),
-                        sequence_length=3197)
+    model = build_model(ModelConfig(convs_per_stage=2, kernel_size=5, batch_norm=True, global_pooling=True,
+                                    spectrum_harmonics=0), sequence_length=3197)
     names = [layer.name for layer in model.layers]
     assert {"conv1_1", "conv1_1_norm", "conv1_2_relu", "conv3_2"} <= set(names)
     assert model.get_layer("conv1_1").use_bias is False  # the normalisation's shift replaces it
@@ -28,7 +28,7 @@ def test_a_deeper_normalised_front_end_is_a_setting():
 
 
 def test_a_bidirectional_lstm_is_a_setting_left_out_of_older_fingerprints():
-    model = build_model(ModelConfig(bidirectional=True), sequence_length=3197)
+    model = build_model(ModelConfig(bidirectional=True, spectrum_harmonics=0), sequence_length=3197)
     assert model.get_layer("bidirectional_lstm").output.shape[1:] == (2 * 64,)  # both directions' last states
     # The previous model (55,393) plus the backward LSTM (33,024) and the dense layer's second 64 inputs.
     assert model.count_params() == 55_393 + 33_024 + 64 * 64
@@ -39,12 +39,24 @@ def test_a_bidirectional_lstm_is_a_setting_left_out_of_older_fingerprints():
 
 def test_default_model_has_the_documented_stack():
     model = build_model(ModelConfig(), sequence_length=3197)
-    assert [layer.name for layer in model.layers] == [
+    names = [layer.name for layer in model.layers]
+    # The two paths from the input, in order (Keras lists their layers interleaved), then the head.
+    path = ["light_curve", "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "lstm"]
+    branch = ["light_curve", "harmonic_power", "harmonic_profile", "harmonic_mix", "strongest_period"]
+    assert [name for name in names if name in path] == path and [name for name in names if name in branch] == branch
+    assert names[-4:] == ["with_spectrum", "dense", "dropout", "planet_probability"] and len(names) == 16
+    assert model.get_layer("pool3").output.shape[1:] == (49, 64)
+    assert model.get_layer("harmonic_power").output.shape[1:] == (1319, 12)
+    # 1.11's network (55,393 weights with one channel), the branch's two convolutions (208 and
+    # 272 weights) and the dense layer's 16 more inputs.
+    assert model.count_params() == 55_393 + (12 * 16 + 16) + (16 * 16 + 16) + 16 * 64
+    assert not any("norm" in layer.name for layer in model.layers)
+    # 1.11's network, as {"model": {"spectrum_harmonics": 0}} builds it.
+    without = build_model(ModelConfig(spectrum_harmonics=0), sequence_length=3197)
+    assert [layer.name for layer in without.layers] == [
         "light_curve", "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "lstm", "dense", "dropout",
         "planet_probability"]
-    assert model.get_layer("pool3").output.shape[1:] == (49, 64)
-    assert model.count_params() == 55_393
-    assert not any("norm" in layer.name for layer in model.layers)
+    assert without.count_params() == 55_393
 
 
 def test_settings_that_cannot_build_are_refused_with_the_value():
@@ -52,6 +64,11 @@ def test_settings_that_cannot_build_are_refused_with_the_value():
         ModelConfig(convs_per_stage=0)
     with pytest.raises(ValueError, match="leave nothing of 60 cadences"):
         build_model(ModelConfig(), sequence_length=60)  # 60 -> 15 -> 3 -> 0
+    # The spectrum branch needs two of its shortest trial period, 0.5 days (24.5 cadences), in a window.
+    with pytest.raises(ValueError, match="a window of 48 cadences holds no trial period twice"):
+        build_model(ModelConfig(conv_filters=(4,)), sequence_length=48)
+    build_model(ModelConfig(conv_filters=(4,)), sequence_length=50)
+    build_model(ModelConfig(conv_filters=(4,), spectrum_harmonics=0), sequence_length=48)
 
 
 def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
@@ -60,7 +77,8 @@ def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
 
     from evaluation import load_model_file
 
-    model = build_model(ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, ema_momentum=0.9), 32)
+    model = build_model(ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, ema_momentum=0.9,
+                                    spectrum_harmonics=0), 32)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 32, 1)).astype("float32"), rng.integers(0, 2, (64, 1)).astype("float32")
     # Saved at the end of the epoch, as the checkpoint callback saves: training weights, averages in the optimizer.
@@ -83,13 +101,38 @@ def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
     # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
     assert model.get_layer("harmonic_power").output.shape[1:] == (1319, 24)
     assert model.get_layer("with_spectrum").output.shape[-1] == 64 + 16
-    # The default model (55,505 with two channels), the branch's two convolutions (400 and 1296
-    # weights) and the dense layer's 16 more inputs.
-    assert model.count_params() == 55_505 + (24 * 16 + 16) + (16 * 16 * 5 + 16) + 16 * 64
-    assert "spectrum_harmonics" not in ModelConfig().fingerprint()
+    # The network without the branch (55,505 weights with two channels), the branch's two
+    # convolutions over the harmonics (400 and 272 weights) and the dense layer's 16 more inputs.
+    assert model.count_params() == 55_505 + (24 * 16 + 16) + (16 * 16 + 16) + 16 * 64
+    assert "spectrum_harmonics" not in ModelConfig(spectrum_harmonics=0).fingerprint()
     assert ModelConfig(spectrum_harmonics=24).fingerprint()["spectrum_harmonics"] == 24
     with pytest.raises(ValueError, match="spectrum_harmonics must be 0"):
         ModelConfig(spectrum_harmonics=-1)
+
+
+def test_the_harmonic_power_is_the_whitened_spectrum_read_at_each_trial_periods_harmonics():
+    import numpy as np
+
+    from spectrum import CAP, WHITEN_BINS, fft_length, harmonic_index, harmonic_power_layer
+
+    # The layer against the same computation written out in numpy, one curve at a time.
+    rng = np.random.default_rng(5)
+    curves = rng.standard_normal((3, 300, 2)).astype("float32")
+    curves[0, ::25, 0] -= 4.0     # a train of one-cadence dips, 25 cadences apart
+    curves[1, :, 0] += 20.0 * np.sin(2 * np.pi * np.arange(300) / 30)  # a strong sine: capped
+    index, inside = harmonic_index(300, 5)
+    expected = []
+    for flux in curves[:, :, 0].astype("float64"):
+        power = np.abs(np.fft.rfft(flux - flux.mean(), n=fft_length(300))) ** 2
+        padded = np.pad(power, WHITEN_BINS, mode="reflect")
+        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(power))])
+        white = power / (local + 1e-6)
+        highest = np.maximum(white, np.maximum(np.roll(white, 1), np.roll(white, -1)))
+        expected.append(np.minimum(highest[index] * inside, CAP))
+    computed = np.asarray(harmonic_power_layer()(5, 300)(curves))
+    assert computed.shape == (3,) + index.shape
+    np.testing.assert_allclose(computed, np.array(expected), rtol=2e-3, atol=2e-3)
+    assert computed[1].max() == CAP and computed[0].max() < CAP
 
 
 def test_the_harmonic_power_peaks_at_a_dip_trains_period_wherever_its_dips_are(tmp_path):
