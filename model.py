@@ -20,9 +20,10 @@ sequence length; the LSTM sees about 1.3 days per step, enough to relate transit
 but too coarse to add up the many shallow transits of a short-period planet. The spectrum
 branch (``spectrum_harmonics``, ``spectrum.py``) adds them up: a train of narrow dips puts its
 power at the harmonics of its period wherever the dips are. Measured side by side with the
-network without it (README, "Measured"), on 800 unseen hosts of two training seeds: TODOFIG PR AUC
-+0.02-0.03 and recall at precision 0.9 +0.04-0.06, for training steps a quarter longer
-(``bench/spectrum_cost.py``); the default run stops at 60 epochs to stay within 15 minutes.
+network without it (README, "Measured"), on 800 unseen hosts, two training seeds: PR AUC
++0.016-0.018, recall at S/N >= 12 at a 1 % false-positive rate +0.015-0.026, recall at
+precision 0.9 +0.010-0.011; for epochs 1.19 times as long (``bench/spectrum_cost.py``), so
+the default run stops at 60 epochs to stay within 15 minutes.
 ``spectrum_harmonics`` = 0 builds the network without it (1.11's default).
 
 Options, off by default because they did not win when measured side by side (README,
@@ -154,8 +155,8 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
 
         # The power at each trial period's harmonics; two profiles over the harmonics at each
         # period (weighted harmonic sums, then their mixtures), and the strongest period's. The
-        # first version's second convolution read 5 neighbouring periods: a training step a
-        # quarter longer (bench/spectrum_cost.py).
+        # first version (24 harmonics, the second convolution over 5 neighbouring periods) made
+        # epochs 1.6 times as long for about the same gains (README, "Measured").
         spectrum = harmonic_power_layer()(config.spectrum_harmonics, sequence_length, name="harmonic_power")(inputs)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_profile")(spectrum)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_mix")(spectrum)

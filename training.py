@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    # 60 (100 before 1.12) keeps a default run, whose epochs the spectrum branch makes a quarter
-    # longer, within 15 minutes on 2 cores; raising it extends a run (README, "Measured").
+    # 60 (100 before 1.12) keeps a default run, whose epochs the spectrum branch makes about a
+    # fifth longer, within 15 minutes on 2 cores; raising it extends a run (README, "Measured").
     epochs: int = 60
     batch_size: int = 32
     # Stop after this many epochs without a better val_auc (0: never). 12 keeps a default run

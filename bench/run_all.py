@@ -30,7 +30,7 @@ QUICK = {
     "fits_reading": ["--files", "200", "--repeats", "2"],
     "transit_model": ["--rows", "200", "--repeats", "2"],
     "distributed_overhead": ["--rows", "500", "--epochs", "3", "--repeats", "1"],
-    "spectrum_cost": ["--batches", "10", "--repeats", "2"],
+    "spectrum_cost": ["--epochs", "3", "--repeats", "1", "--rows", "400"],
 }
 
 

@@ -131,6 +131,12 @@ def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(
     assert result.returncode == 2
     assert "model.lstm_units 8 -> 16" in result.stderr and "--fresh" in result.stderr
     assert "[2/7]" not in result.stdout  # refused in stage 1, before the cache or anything else is written
+    # 1.11's network (no spectrum branch) against a 1.12 checkpoint: named as the setting, which
+    # 1.11's checkpoints do not record; the other way round it reads "(not set) -> 12".
+    without = config.parent / "without_spectrum.json"
+    without.write_text(config.read_text().replace('"lstm_units": 8', '"lstm_units": 8, "spectrum_harmonics": 0'))
+    result = run_trainer(workdir, "--config", str(without), "--epochs", str(EPOCHS + 1))
+    assert result.returncode == 2 and "model.spectrum_harmonics 12 -> (not set)" in result.stderr
     # A data setting changed: named as the setting, read from the cache the checkpoint was made with.
     detrended = config.parent / "detrended.json"
     detrended.write_text(config.read_text().replace('"detrend_window": 21', '"detrend_window": 23'))
