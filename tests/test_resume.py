@@ -16,10 +16,12 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EPOCHS, TINY_CONFIG, assert_same_run, make_workdir, run_trainer, trainer_command, trainer_env
+from conftest import EPOCHS, assert_same_run, make_workdir, run_trainer, trainer_command, trainer_env
 
 def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data, tmp_path):
     ref, config, _ = reference
+    # The default network, spectrum branch included (its layer loaded by name in each fresh process).
+    assert "harmonic_power" in (ref / "training_full.log").read_text()  # the model summary lists it
     workdir = make_workdir(tmp_path, tiny_data)
     for epochs, start in ((2, 1), (4, 3), (EPOCHS, 5)):
         result = run_trainer(workdir, "--config", str(config), "--epochs", str(epochs))
@@ -216,23 +218,3 @@ def test_each_epoch_reads_the_training_curves_in_views_drawn_from_seed_and_epoch
     for row in range(200):
         expected = np.roll(curves[row], shift[row], axis=0)
         assert np.array_equal(viewed[row], expected[::-1] if reverse[row] else expected)
-
-
-def test_a_run_with_the_spectrum_branch_resumes_bit_for_bit(tiny_data, tmp_path):
-    """The branch's layer is loaded by name in a fresh process, and resuming changes nothing."""
-    settings = json.loads(json.dumps(TINY_CONFIG))
-    settings["model"]["spectrum_harmonics"] = 4
-    config = tmp_path / "spectrum.json"
-    config.write_text(json.dumps(settings))
-    (tmp_path / "straight").mkdir()
-    (tmp_path / "resumed").mkdir()
-    straight = make_workdir(tmp_path / "straight", tiny_data)
-    result = run_trainer(straight, "--config", str(config), "--epochs", "3")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "harmonic_power" in (straight / "training_full.log").read_text()  # the model summary lists it
-    resumed = make_workdir(tmp_path / "resumed", tiny_data)
-    for epochs in (2, 3):
-        result = run_trainer(resumed, "--config", str(config), "--epochs", str(epochs))
-        assert result.returncode == 0, result.stdout + result.stderr
-    assert "Resuming from epoch 3..." in result.stdout
-    assert_same_run(resumed, straight)
