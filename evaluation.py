@@ -101,13 +101,10 @@ def load_model_file(path: Path):
     from quiet_tensorflow import import_tensorflow
 
     import_tensorflow()
-    import keras
+    from model import load_saved_model
 
-    from spectrum import harmonic_power_layer
-
-    harmonic_power_layer()  # registered, so that a model with the spectrum branch loads by name
     try:
-        model = keras.models.load_model(path, safe_mode=True)
+        model = load_saved_model(path)
     except Exception as error:  # Keras raises many kinds; any of them means the file is unusable
         raise NoModelError(f"{path}: cannot be loaded as a Keras model ({str(error).splitlines()[0][:120]}); "
                            f"retrain with python3 hybrid_training.py, or restore it from a backup") from None

@@ -181,6 +181,18 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     return model
 
 
+def load_saved_model(path):
+    """A saved model, loaded with Keras' ``safe_mode`` (no code from the file runs). This
+    project's own layers (``spectrum.HarmonicPower``) are registered first: safe_mode loads them
+    by name. Raises whatever Keras raises for a file it cannot load."""
+    import keras
+
+    from spectrum import harmonic_power_layer
+
+    harmonic_power_layer()
+    return keras.models.load_model(path, safe_mode=True)
+
+
 def views(batch: np.ndarray) -> np.ndarray:
     """The four views of each curve that ``predict_scores`` averages, stacked: [4 * rows, ...].
 

@@ -136,7 +136,7 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
     import keras
     import tensorflow as tf
 
-    from spectrum import harmonic_power_layer
+    from model import load_saved_model
 
     store = CheckpointStore(paths.checkpoint_dir)
     if fresh:
@@ -172,10 +172,9 @@ def prepare_model(data, model_config, training_config: TrainingConfig, seed: int
         log.info("  Last completed epoch: %d", state.epoch)
         if state.epoch < training_config.epochs and not _stopped_early(state, training_config):
             log.info("  Resuming from epoch %d...", state.epoch + 1)
-        harmonic_power_layer()  # registered, so that a model with the spectrum branch loads by name
         try:
             with scope:
-                model = keras.models.load_model(path, safe_mode=True)
+                model = load_saved_model(path)
         except Exception as error:  # Keras raises many kinds; any of them means this file is unusable
             raise CheckpointError(
                 f"{path} passes its checks but Keras cannot load it ({str(error).splitlines()[0][:120]}); "

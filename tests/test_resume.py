@@ -4,7 +4,6 @@ The reference is the same tiny run never interrupted; every interrupted run must
 same weights and optimizer state, bit for bit, and the same metric history.
 """
 
-import json
 import os
 import random
 import shutil
