@@ -22,6 +22,10 @@ Injection adds planets where there were none: ``injected_fraction`` copies per t
 A few hundred real hosts are memorised within a few epochs (measured: best validation AUC at
 epoch 3-6, then falling while the training AUC climbs to 0.99); thousands of injected ones, on
 the same eclipsing binaries, flares and pulsators the network must reject, teach it the transit.
+But not into stars with deep dips of their own (``injected_planet_max_dip``: their deepest dip,
+``preprocessing.deepest_dip``, at most 50 point-to-point sigmas deep): beside a binary's deep
+eclipses an injected transit is lost, and the copy, a host, tells the network that such a star
+may be a host, while a survey's binaries are not. The planets go to the other non-hosts instead.
 ``injected_binary_fraction`` does the same for the commonest impostor: copies of training
 non-hosts with a synthetic eclipsing binary added (``inject_eclipsing_binaries``, S/N from
 ``injected_binary_snr``), which stay non-hosts. ``injected_gap_fraction`` does it for the next:
@@ -45,6 +49,8 @@ same bits, for small data sets and tests.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,11 +61,14 @@ import numpy as np
 import fingerprints
 from errors import TrainerError
 from memory import available_cores
-from preprocessing import noise_on_timescale, point_to_point_sigma
+from preprocessing import PreprocessingConfig, deepest_dip, noise_on_timescale, point_to_point_sigma
 from synthetic_data import (CADENCE_DAYS, binary_light, draw_binaries, draw_geometry, draw_planets, log_uniform,
                             transit_loss)
 
 SPLITS = ("train", "val", "test")
+PROGRESS_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class SplitError(TrainerError):
@@ -96,6 +105,12 @@ class SplitConfig:
     # the binaries: measured (README, "Measured"), most of the non-hosts that ranked with the
     # hosts sat at a closed-up gap, and half of those between two.
     injected_gap_fraction: float = 0.5
+    # Injected planets go only into non-hosts whose deepest dip (``preprocessing.deepest_dip``) is
+    # at most this many point-to-point sigmas deep; 0: into any. A star with dips that deep of its
+    # own (an eclipsing binary, most often) hides the injected transits beside them, and as a
+    # host copy it teaches the network that binaries are hosts: the 1.12 default's highest-ranked
+    # non-hosts were binaries with eclipses hundreds of sigmas deep (README, "Measured").
+    injected_planet_max_dip: float = 50.0
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
@@ -110,6 +125,9 @@ class SplitConfig:
                      "validation_injected_binary_fraction", "injected_gap_fraction"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
+        if not 0.0 <= self.injected_planet_max_dip < 1e9:
+            raise ValueError(f"injected_planet_max_dip must be 0 (any non-host) or a positive number of sigmas, "
+                             f"got {self.injected_planet_max_dip}")
         if self.injection_noise not in INJECTION_NOISES:
             raise ValueError(f"injection_noise must be one of {', '.join(INJECTION_NOISES)}, got {self.injection_noise!r}")
         for name in ("injected_snr", "injected_binary_snr"):
@@ -129,7 +147,7 @@ class SplitConfig:
 
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
-                    "injection_noise": "point_to_point", "injected_gap_fraction": 0.0}
+                    "injection_noise": "point_to_point", "injected_gap_fraction": 0.0, "injected_planet_max_dip": 0.0}
 INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
@@ -468,6 +486,7 @@ class SplitPlan:
     label: np.ndarray              # of every loaded row
     copies: list[Copies]
     val_copies: list[Copies] = dataclasses.field(default_factory=list)
+    deep_dip_non_hosts: int = 0    # training and validation non-hosts too deep-dipped for injected planets
 
     def copies_of(self, name: str) -> list[Copies]:
         """The kinds of copy that follow split ``name``'s own curves, in order."""
@@ -495,46 +514,96 @@ class SplitPlan:
         return splits
 
 
-def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int, cadences: int) -> SplitPlan:
+def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, seed: int, cadences: int,
+               deepest_dips: Callable[[np.ndarray], np.ndarray] | None = None) -> SplitPlan:
     """Stratified split of the stars (``split_by_star``), then the copies: of the training split,
     augmented hosts, injected planets (hosts), injected eclipsing binaries and injected gaps
     (non-hosts); of the validation split, injected planets and binaries. The test split is never
     copied.
 
     ``cadences``: the curves' length. Every random number but those drawn curve by curve is
-    drawn here, each kind of copy from its own generator seeded by ``seed``.
+    drawn here, each kind of copy from its own generator seeded by ``seed``. ``deepest_dips``
+    gives the deepest dip of the loaded rows it is given (``preprocessing.deepest_dip`` of their
+    curves); it is called once, for the non-hosts of the training and validation splits, where
+    ``config.injected_planet_max_dip`` is set, and planets are injected only into those whose dip
+    is no deeper (as many planets as without the limit: each such curve gets more of them).
+
+    Raises:
+        ValueError: if ``injected_planet_max_dip`` is set without ``deepest_dips``.
     """
     rows = split_by_star(label, star, config, seed)
     train = rows["train"]
     hosts = train[label[train] == 1]
     copies = [plan_host_augmentation(np.repeat(hosts, config.augment_copies), cadences,
                                      np.random.default_rng([seed, 3]))]
+    recipients = _planet_recipients(rows, label, config.injected_planet_max_dip, deepest_dips)
     planets = partial(plan_injected_planets, snr_range=config.injected_snr, noise=config.injection_noise)
     binaries = partial(plan_injected_binaries, snr_range=config.injected_binary_snr, noise=config.injection_noise)
     copies += _injections(rows["train"], label, cadences, seed, (
-        (config.injected_fraction, planets, 6), (config.injected_binary_fraction, binaries, 7),
-        (config.injected_gap_fraction, plan_injected_gaps, 10)))  # gaps are sized in sigmas, not by an S/N
+        (config.injected_fraction, planets, 6, recipients), (config.injected_binary_fraction, binaries, 7, None),
+        (config.injected_gap_fraction, plan_injected_gaps, 10, None)))  # gaps are sized in sigmas, not by an S/N
     val_copies = _injections(rows["val"], label, cadences, seed, (
-        (config.validation_injected_fraction, planets, 8), (config.validation_injected_binary_fraction, binaries, 9)))
-    return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)], val_copies=val_copies)
+        (config.validation_injected_fraction, planets, 8, recipients),
+        (config.validation_injected_binary_fraction, binaries, 9, None)))
+    excluded = 0 if recipients is None else int(sum((label[r] == 0).sum() for r in (rows["train"], rows["val"]))
+                                                - recipients.size)
+    return SplitPlan(rows=rows, label=label, copies=[c for c in copies if len(c)], val_copies=val_copies,
+                     deep_dip_non_hosts=excluded)
+
+
+def _planet_recipients(rows: dict[str, np.ndarray], label: np.ndarray, max_dip: float,
+                       deepest_dips: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray | None:
+    """The training and validation non-hosts whose deepest dip is at most ``max_dip`` sigmas
+    (sorted loaded rows), or None where there is no limit."""
+    if not max_dip:
+        return None
+    if deepest_dips is None:
+        raise ValueError("split.injected_planet_max_dip is set: plan_split needs the curves' deepest dips")
+    candidates = np.sort(np.concatenate([r[label[r] == 0] for r in (rows["train"], rows["val"])]))
+    return candidates[np.asarray(deepest_dips(candidates)) <= max_dip]
 
 
 def _injections(rows: np.ndarray, label: np.ndarray, cadences: int, seed: int, kinds) -> list[Copies]:
     """Injected copies of the non-hosts among ``rows``: for each (copies per non-host, planner,
-    random stream) of ``kinds``, the curves drawn (without replacement up to one copy each) and
+    random stream, allowed curves or None for any) of ``kinds``, as many curves as the fraction of
+    the non-hosts, drawn among the allowed ones (without replacement up to one copy each) and
     planned (``planner(curves, cadences, rng=rng)``) from a generator of its own."""
     non_hosts = rows[label[rows] == 0]
     copies = []
-    for fraction, plan, stream in kinds:
+    for fraction, plan, stream, allowed in kinds:
         count = int(round(fraction * non_hosts.size))
-        if count:
+        pool = non_hosts if allowed is None else non_hosts[np.isin(non_hosts, allowed)]
+        if count and pool.size:
             rng = np.random.default_rng([seed, stream])
-            chosen = np.sort(rng.choice(non_hosts, count, replace=count > non_hosts.size))
+            chosen = np.sort(rng.choice(pool, count, replace=count > pool.size))
             copies.append(plan(chosen, cadences, rng=rng))
     return copies
 
 
 def split_and_augment(flux: np.ndarray, label: np.ndarray, config: SplitConfig, seed: int,
-                      star: np.ndarray | None = None) -> dict[str, Split]:
-    """``plan_split`` made in memory: every split with its curves (small data sets and tests)."""
-    return plan_split(label, star, config, seed, flux.shape[1]).materialize(flux)
+                      star: np.ndarray | None = None, preprocessing=None) -> dict[str, Split]:
+    """``plan_split`` made in memory: every split with its curves (small data sets and tests).
+    ``preprocessing`` (a ``PreprocessingConfig``; the defaults when None) sets the trend fit of the
+    deepest dips."""
+    return plan_split(label, star, config, seed, flux.shape[1],
+                      deepest_dips_of(flux, preprocessing)).materialize(flux)
+
+
+def deepest_dips_of(flux, preprocessing=None, chunk_rows: int = 2048) -> Callable[[np.ndarray], np.ndarray]:
+    """``plan_split``'s ``deepest_dips`` for curves ``flux`` ([rows, cadences]; an array or a
+    ``row_store`` file): the rows it is given read ``chunk_rows`` at a time, so memory stays
+    bounded; a line every ``PROGRESS_SECONDS`` in the log (about 1000 curves a second)."""
+    config = preprocessing or PreprocessingConfig()
+
+    def dips(rows: np.ndarray) -> np.ndarray:
+        depth = np.empty(rows.size)
+        started = last_report = time.perf_counter()
+        for start in range(0, rows.size, chunk_rows):
+            depth[start:start + chunk_rows] = deepest_dip(flux.take(rows[start:start + chunk_rows], axis=0), config)
+            if time.perf_counter() - last_report > PROGRESS_SECONDS:
+                last_report = time.perf_counter()
+                log.info("  measured the deepest dips of %d of %d non-hosts, %.0f s",
+                         min(start + chunk_rows, rows.size), rows.size, last_report - started)
+        return depth
+
+    return dips

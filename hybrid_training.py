@@ -31,7 +31,7 @@ import data_cache
 import distribution
 import shards
 import training
-from augmentation import SPLITS, plan_split
+from augmentation import SPLITS, deepest_dips_of, plan_split
 from checkpoint_callback import CheckpointStore
 from datasets import find_datasets, generate_built_in, label_survey_files, load_light_curves
 from errors import Interrupted, TrainerError
@@ -159,8 +159,14 @@ def run(settings, task, writes) -> None:
                      time.perf_counter() - step)
 
             announce(3, "Augmenting")
+            step = time.perf_counter()
             plan = plan_split(curves.label, curves.star, settings.split, settings.seed,
-                              settings.preprocessing.sequence_length)
+                              settings.preprocessing.sequence_length,
+                              deepest_dips_of(curves.flux, settings.preprocessing))
+            if settings.split.injected_planet_max_dip:
+                log.info("%d non-hosts have dips deeper than %g sigmas (eclipsing binaries, most often): no planets "
+                         "are injected into them (measured in %.1f s)", plan.deep_dip_non_hosts,
+                         settings.split.injected_planet_max_dip, time.perf_counter() - step)
             log_split_sizes({name: plan.split(name) for name in SPLITS})
 
             announce(4, "Preprocessing")

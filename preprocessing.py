@@ -745,3 +745,54 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
             for _ in pool.map(one_chunk, starts):  # re-raises a chunk's exception here
                 pass
     return out
+
+
+def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, chunk_rows: int = 128) -> np.ndarray:
+    """Each row's deepest dip: how far its ``rank``-th lowest cadence lies below the trend
+    (``robust_trend`` over ``config.detrend_window``; the residual centred on its median), in
+    units of the row's point-to-point scatter (``point_to_point_sigma``). float64 [rows].
+
+    The ``rank``-th lowest rather than the lowest, so that a single low cadence does not count.
+    The scatter of neighbouring cadences is what a dip's own cadences are measured against: a
+    binary's eclipses widen the spread of the residual, not the scatter between neighbours, so
+    the ratio keeps their depth. Cadences without data (NaN) are left out of both. A dip deeper
+    than about 20 sigmas and shorter than half the window keeps about half its depth here: the
+    unmasked first fit sinks into it, and the bright shoulders it leaves are masked with the dip,
+    too much of the window for the masked refits (as in ``preprocess``).
+
+    Deep eclipses make 30 % of the built-in eclipsing binaries 200 or more of these sigmas deep
+    and 64 % 50 or more; 2 % of quiet stars and 10 % of planet hosts reach 50 (5000 curves of seed
+    42). ``augmentation`` uses it to keep injected planets off stars with deeper dips of their own.
+
+    >>> rng = np.random.default_rng(0)
+    >>> flux = rng.normal(0.0, 1.0, (2, 500))
+    >>> flux[1, 200:210] -= 12.0  # a box 12 sigmas deep
+    >>> depth = deepest_dip(flux, PreprocessingConfig(sequence_length=500))
+    >>> bool(depth[0] < 4.5), bool(10 < depth[1] < 15)
+    (True, True)
+    """
+    flux = np.asarray(flux)
+    setting = dataclasses.replace(config, extra_detrend_windows=())
+    depth = np.empty(flux.shape[0])
+
+    def one_chunk(start: int) -> None:  # on a thread per core, as ``preprocess``
+        block = flux[start:start + chunk_rows].astype(np.float64)
+        observed = np.isfinite(block)
+        if observed.all():
+            residual = block - robust_trend(block, setting)
+        else:
+            filled, _ = fill_missing(block)
+            filled = np.where(np.isfinite(filled), filled, 0.0)
+            residual = np.where(observed, filled - robust_trend(filled, setting, observed), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row without any data
+            residual -= np.nanmedian(residual, axis=1, keepdims=True)
+        lowest = np.sort(residual, axis=1)[:, min(rank, block.shape[1]) - 1]  # NaN sort last
+        sigma = point_to_point_sigma(block)
+        depth[start:start + chunk_rows] = np.where((sigma > 0) & np.isfinite(lowest),
+                                                   -lowest / np.where(sigma > 0, sigma, 1.0), 0.0)
+
+    with ThreadPoolExecutor(available_cores()) as pool:
+        for _ in pool.map(one_chunk, range(0, flux.shape[0], chunk_rows)):  # re-raises a chunk's exception here
+            pass
+    return depth

@@ -27,7 +27,7 @@ from common import machine, write_result
 
 def pipeline_seconds(data: Path, cache: Path, config) -> float:
     import data_cache
-    from augmentation import SplitConfig, plan_split
+    from augmentation import SplitConfig, deepest_dips_of, plan_split
     from datasets import discover_files, load_light_curves
 
     started = time.perf_counter()
@@ -35,7 +35,8 @@ def pipeline_seconds(data: Path, cache: Path, config) -> float:
     split_config = SplitConfig()
     with data_cache.scratch_file(cache) as scratch:
         curves = load_light_curves(files, config, spill_to=scratch)
-        plan = plan_split(curves.label, curves.star, split_config, 42, config.sequence_length)
+        plan = plan_split(curves.label, curves.star, split_config, 42, config.sequence_length,
+                          deepest_dips_of(curves.flux, config))
         fingerprint = data_cache.make_fingerprint([f.identity() for f in files], config, split_config, 42)
         data_cache.build(cache, curves, plan, fingerprint, config)
     return time.perf_counter() - started

@@ -258,3 +258,25 @@ def test_noise_on_timescale_is_the_white_noise_on_every_timescale_and_counts_red
 def test_preprocess_rejects_wrong_length():
     with pytest.raises(ValueError, match="shape"):
         preprocess(np.zeros((2, 100)), PreprocessingConfig())
+
+
+def test_deepest_dip_in_point_to_point_sigmas_whatever_the_units_and_gaps():
+    from preprocessing import deepest_dip
+
+    rng = np.random.default_rng(4)
+    config = PreprocessingConfig(sequence_length=1000)
+    flux = rng.normal(0.0, 1.0, (3, 1000))
+    flux[1, 300:306] -= 10.0  # a 6-cadence box, 10 sigmas deep
+    flux[2] += 5.0 * np.sin(np.arange(1000) / 80.0)  # smooth variability: the trend takes it
+    depth = deepest_dip(flux, config)
+    assert 2.0 < depth[0] < 3.5 and 2.0 < depth[2] < 3.5  # the 3rd lowest of 1000 Gaussian points: about 2.7
+    assert 8.5 < depth[1] < 11.0
+    # Scale and offset drop out; cadences without data count in neither the dip nor the scatter.
+    assert np.allclose(deepest_dip(250.0 * flux + 1e4, config), depth)
+    gappy = flux.copy()
+    gappy[:, 600:700] = np.nan
+    assert np.allclose(deepest_dip(gappy, config)[1], depth[1], rtol=0.1)
+    # Two single low cadences do not make a dip: the third lowest decides.
+    spikes = flux[:1].copy()
+    spikes[0, [100, 500]] -= 30.0
+    assert deepest_dip(spikes, config)[0] < 3.5

@@ -20,7 +20,9 @@ from conftest import EPOCHS, assert_same_run, make_workdir, run_trainer, trainer
 def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data, tmp_path):
     ref, config, _ = reference
     # The default network, spectrum branch included (its layer loaded by name in each fresh process).
-    assert "harmonic_power" in (ref / "training_full.log").read_text()  # the model summary lists it
+    log = (ref / "training_full.log").read_text()
+    assert "harmonic_power" in log  # the model summary lists it
+    assert "non-hosts have dips deeper than 50 sigmas" in log  # stage 3 measured them (1.13)
     workdir = make_workdir(tmp_path, tiny_data)
     for epochs, start in ((2, 1), (4, 3), (EPOCHS, 5)):
         result = run_trainer(workdir, "--config", str(config), "--epochs", str(epochs))
@@ -138,6 +140,12 @@ def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(
     without.write_text(config.read_text().replace('"lstm_units": 8', '"lstm_units": 8, "spectrum_harmonics": 0'))
     result = run_trainer(workdir, "--config", str(without), "--epochs", str(EPOCHS + 1))
     assert result.returncode == 2 and "model.spectrum_harmonics 12 -> (not set)" in result.stderr
+    # 1.12's split (planets injected into any non-host) against a 1.13 checkpoint, the same way.
+    anywhere = config.parent / "planets_anywhere.json"
+    anywhere.write_text(config.read_text().replace('"injected_fraction": 0.25', '"injected_fraction": 0.25, '
+                                                                                 '"injected_planet_max_dip": 0'))
+    result = run_trainer(workdir, "--config", str(anywhere), "--epochs", str(EPOCHS + 1))
+    assert result.returncode == 2 and "split.injected_planet_max_dip 50.0 -> (not set)" in result.stderr
     # A data setting changed: named as the setting, read from the cache the checkpoint was made with.
     detrended = config.parent / "detrended.json"
     detrended.write_text(config.read_text().replace('"detrend_window": 21', '"detrend_window": 23'))

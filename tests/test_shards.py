@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from augmentation import SplitConfig, plan_split
+from augmentation import SplitConfig, deepest_dips_of, plan_split
 from conftest import random_curves, write_csv
 from test_survey_files import _survey_data
 
@@ -24,7 +24,7 @@ def test_skipped_copies_leave_the_next_ones_as_they_are():
     rng = np.random.default_rng(0)
     label = (rng.random(1200) < 0.3).astype(np.int8)
     flux = rng.normal(0, 1, (1200, 200)).astype(np.float32)
-    whole, skipping = (plan_split(label, None, SPLIT, 5, 200) for _ in range(2))
+    whole, skipping = (plan_split(label, None, SPLIT, 5, 200, deepest_dips_of(flux)) for _ in range(2))
     for made, passed in zip(whole.copies, skipping.copies):
         assert len(made) > 512, made.kind  # at least three chunks of 256
         first = made.make(flux[made.source[:256]])
@@ -47,7 +47,8 @@ def _prepare(cache, files, labels, share, synchronise):
         curves = load_light_curves(share.files(files), config, survey_labels=labels, spill_to=scratch,
                                    check_classes=share.workers == 1)
         curves = shards.gather(curves, share, files, cache, config.sequence_length, synchronise)
-        plan = plan_split(curves.label, curves.star, SPLIT, 11, config.sequence_length)
+        plan = plan_split(curves.label, curves.star, SPLIT, 11, config.sequence_length,
+                          deepest_dips_of(curves.flux, config))
         data = data_cache.build(cache, curves, plan, fingerprint, config, share, synchronise)
         curves.flux.close()
     return data, curves.star

@@ -85,7 +85,7 @@ def test_augment_hosts_reverses_and_shifts_without_changing_values():
 def test_the_streamed_cache_holds_what_the_in_memory_split_holds(tmp_path, monkeypatch):
     """Stage 4 makes the copies chunk by chunk from curves on disk: the same bits as at once in memory."""
     import data_cache
-    from augmentation import plan_split
+    from augmentation import deepest_dips_of, plan_split
     from datasets import LoadedCurves
     from preprocessing import PreprocessingConfig, preprocess
     from row_store import RowFile
@@ -100,7 +100,8 @@ def test_the_streamed_cache_holds_what_the_in_memory_split_holds(tmp_path, monke
                           line=np.arange(rows) + 2, files=["a.csv"], report=[{"rows": rows}])
     monkeypatch.setattr(data_cache, "CHUNK_ROWS", 256)  # several chunks of every kind of copy
     path = tmp_path / "training_data.npz"
-    built = data_cache.build(path, curves, plan_split(label, None, split, 9, flux.shape[1]), {"seed": 9}, config)
+    plan = plan_split(label, None, split, 9, flux.shape[1], deepest_dips_of(curves.flux, config))
+    built = data_cache.build(path, curves, plan, {"seed": 9}, config)
     assert len(built.inputs("train")) > 2 * 256
     for data in (built, data_cache.load(path, {"seed": 9})):
         for name in ("train", "val", "test"):
@@ -224,3 +225,42 @@ def test_cache_write_checks_the_disk_first_and_names_the_folder(tmp_path, monkey
                                               r"training_data.npz needs 20 MB"):
         check_room_for_cache(tmp_path / "cache" / "training_data.npz", 20 * 10**6)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_no_planets_are_injected_into_stars_with_deeper_dips_of_their_own():
+    """``injected_planet_max_dip``: as many injected planets, none on a star with dips deeper than
+    the limit (binaries' eclipses); the injected binaries and gaps still go to every non-host."""
+    import dataclasses
+
+    from augmentation import deepest_dips_of, plan_split
+    from preprocessing import PreprocessingConfig, deepest_dip
+
+    rng = np.random.default_rng(2)
+    label = (np.arange(600) % 10 == 0).astype(np.int8)
+    flux = rng.normal(0.0, 1.0, (600, 400))
+    deep = (np.arange(600) % 5 == 1)  # a fifth of the stars: eclipses 100 sigmas deep every 50 cadences
+    for start in range(10, 400, 50):
+        flux[deep, start:start + 4] -= 100.0
+    dips = deepest_dip(flux, PreprocessingConfig(sequence_length=400))
+    assert (dips[deep] > 50).all() and (dips[~deep] < 5).all()
+    limited = SplitConfig()
+    assert limited.injected_planet_max_dip == 50.0
+    plan = plan_split(label, None, limited, 3, 400, deepest_dips_of(flux))
+    anywhere = plan_split(label, None, dataclasses.replace(limited, injected_planet_max_dip=0.0), 3, 400)
+    split_non_hosts = [plan.rows[name][label[plan.rows[name]] == 0] for name in ("train", "val")]
+    assert plan.deep_dip_non_hosts == sum(int(deep[rows].sum()) for rows in split_non_hosts) > 0
+    for name in ("train", "val"):
+        by_kind = {copies.kind: copies for copies in plan.copies_of(name)}
+        everywhere = {copies.kind: copies for copies in anywhere.copies_of(name)}
+        assert len(by_kind["injected planets"]) == len(everywhere["injected planets"])
+        assert not deep[by_kind["injected planets"].source].any()
+        assert deep[everywhere["injected planets"].source].any()  # without the limit, some went there
+        assert np.array_equal(by_kind["injected binaries"].source, everywhere["injected binaries"].source)
+        assert deep[by_kind["injected binaries"].source].any()
+    # The limit is a setting of the split (and so of the cache); 0 splits as before it.
+    assert SplitConfig().fingerprint()["injected_planet_max_dip"] == 50.0
+    assert "injected_planet_max_dip" not in SplitConfig(injected_planet_max_dip=0.0).fingerprint()
+    with pytest.raises(ValueError, match="plan_split needs the curves' deepest dips"):
+        plan_split(label, None, limited, 3, 400)
+    with pytest.raises(ValueError, match="injected_planet_max_dip must be 0"):
+        SplitConfig(injected_planet_max_dip=-1.0)
