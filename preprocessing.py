@@ -656,12 +656,27 @@ def robust_normalise(residual: np.ndarray) -> np.ndarray:
     return centred / robust_sigma(centred)[:, None]
 
 
-def _normalise_with_gaps(block: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
-    """Detrended, normalised rows that have NaN where there is no data; 0 there on return."""
-    observed = np.isfinite(block)
-    filled, _ = fill_missing(block)
+def detrended_residual(block: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
+    """float64 rows minus their trend (``robust_trend`` over ``config.detrend_window``), NaN
+    where there is no data: a row with NaN is detrended around them, a row without takes the
+    plain path, each row as ``preprocess`` detrends it whatever the others."""
+    gappy = np.isnan(block).any(axis=1)
+    if not gappy.any():
+        return block - robust_trend(block, config)
+    residual = np.empty(block.shape)
+    if not gappy.all():
+        clean = block[~gappy]
+        residual[~gappy] = clean - robust_trend(clean, config)
+    with_gaps = block[gappy]
+    observed = np.isfinite(with_gaps)
+    filled, _ = fill_missing(with_gaps)
     filled = np.where(np.isfinite(filled), filled, 0.0)  # a row without any data: all zero
-    residual = np.where(observed, filled - robust_trend(filled, config, observed), np.nan)
+    residual[gappy] = np.where(observed, filled - robust_trend(filled, config, observed), np.nan)
+    return residual
+
+
+def _normalise_with_gaps(residual: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Normalised rows of a residual that is NaN where there is no data (``observed`` False); 0 there on return."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row without any data: all NaN
         centred = residual - np.nanmedian(residual, axis=1, keepdims=True)
@@ -677,15 +692,14 @@ def clip_and_compress(normalised: np.ndarray, upper_clip: float, compress_scale:
 
 def _detrended_normalised(block: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
     """``preprocess`` of float64 rows with ``config.detrend_window``: one channel, [rows, cadences]."""
+    residual = detrended_residual(block, config)
     gappy = np.isnan(block).any(axis=1)
     if not gappy.any():
-        residual = block - robust_trend(block, config)
         return clip_and_compress(robust_normalise(residual), config.upper_clip, config.compress_scale)
     result = np.empty(block.shape)
     if not gappy.all():
-        clean = block[~gappy]
-        result[~gappy] = robust_normalise(clean - robust_trend(clean, config))
-    result[gappy] = _normalise_with_gaps(block[gappy], config)
+        result[~gappy] = robust_normalise(residual[~gappy])
+    result[gappy] = _normalise_with_gaps(residual[gappy], np.isfinite(block[gappy]))
     return clip_and_compress(result, config.upper_clip, config.compress_scale)
 
 
@@ -749,7 +763,7 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
 
 def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, chunk_rows: int = 128) -> np.ndarray:
     """Each row's deepest dip: how far its ``rank``-th lowest cadence lies below the trend
-    (``robust_trend`` over ``config.detrend_window``; the residual centred on its median), in
+    (``detrended_residual``, as ``preprocess`` detrends it; centred on its median), in
     units of the row's point-to-point scatter (``point_to_point_sigma``). float64 [rows].
 
     The ``rank``-th lowest rather than the lowest, so that a single low cadence does not count.
@@ -777,13 +791,7 @@ def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, ch
 
     def one_chunk(start: int) -> None:  # on a thread per core, as ``preprocess``
         block = flux[start:start + chunk_rows].astype(np.float64)
-        observed = np.isfinite(block)
-        if observed.all():
-            residual = block - robust_trend(block, setting)
-        else:
-            filled, _ = fill_missing(block)
-            filled = np.where(np.isfinite(filled), filled, 0.0)
-            residual = np.where(observed, filled - robust_trend(filled, setting, observed), np.nan)
+        residual = detrended_residual(block, setting)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a row without any data
             residual -= np.nanmedian(residual, axis=1, keepdims=True)

@@ -276,6 +276,11 @@ def test_deepest_dip_in_point_to_point_sigmas_whatever_the_units_and_gaps():
     gappy = flux.copy()
     gappy[:, 600:700] = np.nan
     assert np.allclose(deepest_dip(gappy, config)[1], depth[1], rtol=0.1)
+    # Each row detrended as ``preprocess`` detrends it, whatever its neighbours: a row without
+    # gaps beside one with them gives what it gives alone (a dip this deep keeps the first,
+    # unmasked fit, which differs between the two paths).
+    deep = flux[0] - 40.0 * (np.abs(np.arange(1000) - 400) < 5)
+    assert deepest_dip(np.stack([deep, gappy[0]]), config)[0] == deepest_dip(deep[None, :], config)[0]
     # Two single low cadences do not make a dip: the third lowest decides.
     spikes = flux[:1].copy()
     spikes[0, [100, 500]] -= 30.0
