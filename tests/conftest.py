@@ -21,7 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Start the install resolutions (a minute of waiting on the package index) before any test runs."""
+    """Start the install resolutions (a minute of waiting on the package index) before any test runs.
+
+    Not in pytest-xdist's workers: each collects every test, so each would start all twelve dry
+    runs; there the fixture starts them in the one worker that runs the install tests."""
+    if hasattr(config, "workerinput"):
+        return
     if any(item.nodeid.split("::")[0].endswith("test_install.py") and "test_requirements_resolve" in item.nodeid
            for item in items):
         import atexit
