@@ -749,7 +749,15 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
         for channel, setting in enumerate(settings):
             out[start:start + chunk_rows, :, channel] = _detrended_normalised(block, setting)
 
-    starts = range(0, flux.shape[0], chunk_rows)
+    _on_every_chunk(one_chunk, flux.shape[0], chunk_rows, workers)
+    return out
+
+
+def _on_every_chunk(one_chunk, rows: int, chunk_rows: int, workers: int | None = None) -> None:
+    """``one_chunk(start)`` for every chunk of ``chunk_rows`` of ``rows``, on a pool of ``workers``
+    threads (the CPU cores available when None; numpy and scipy release the GIL in their loops),
+    or here where there is one thread or one chunk; a chunk's exception is raised here."""
+    starts = range(0, rows, chunk_rows)
     workers = workers or available_cores()
     if workers == 1 or len(starts) == 1:
         for start in starts:
@@ -758,7 +766,6 @@ def preprocess(flux: np.ndarray, config: PreprocessingConfig, out: np.ndarray | 
         with ThreadPoolExecutor(workers) as pool:
             for _ in pool.map(one_chunk, starts):  # re-raises a chunk's exception here
                 pass
-    return out
 
 
 def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, chunk_rows: int = 128) -> np.ndarray:
@@ -770,9 +777,10 @@ def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, ch
     The scatter of neighbouring cadences is what a dip's own cadences are measured against: a
     binary's eclipses widen the spread of the residual, not the scatter between neighbours, so
     the ratio keeps their depth. Cadences without data (NaN) are left out of both. A dip deeper
-    than about 20 sigmas and shorter than half the window keeps about half its depth here: the
-    unmasked first fit sinks into it, and the bright shoulders it leaves are masked with the dip,
-    too much of the window for the masked refits (as in ``preprocess``).
+    than about 20 sigmas and shorter than half the window keeps about half its depth here (as in
+    ``preprocess``): the unmasked first fit sinks into it, and what that fit leaves beside the
+    dip, bright shoulders (masked as spikes) and dark side lobes a little farther out (masked as
+    shallow dips), is masked with it, more of the window than the masked refits allow.
 
     Deep eclipses make 30 % of the built-in eclipsing binaries 200 or more of these sigmas deep
     and 64 % 50 or more; 2 % of quiet stars and 10 % of planet hosts reach 50 (5000 curves of seed
@@ -789,7 +797,7 @@ def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, ch
     setting = dataclasses.replace(config, extra_detrend_windows=())
     depth = np.empty(flux.shape[0])
 
-    def one_chunk(start: int) -> None:  # on a thread per core, as ``preprocess``
+    def one_chunk(start: int) -> None:
         block = flux[start:start + chunk_rows].astype(np.float64)
         residual = detrended_residual(block, setting)
         with warnings.catch_warnings():
@@ -800,7 +808,5 @@ def deepest_dip(flux: np.ndarray, config: PreprocessingConfig, rank: int = 3, ch
         depth[start:start + chunk_rows] = np.where((sigma > 0) & np.isfinite(lowest),
                                                    -lowest / np.where(sigma > 0, sigma, 1.0), 0.0)
 
-    with ThreadPoolExecutor(available_cores()) as pool:
-        for _ in pool.map(one_chunk, range(0, flux.shape[0], chunk_rows)):  # re-raises a chunk's exception here
-            pass
+    _on_every_chunk(one_chunk, flux.shape[0], chunk_rows)  # on a thread per core, as ``preprocess``
     return depth
