@@ -34,6 +34,9 @@ false-positive rate on diluted eclipsing binaries; measured before the injected 
 2 cores), and ``bidirectional`` (the LSTM reads the steps both ways: on unseen curves ROC AUC
 0.826 -> 0.812 and PR AUC 0.609 -> 0.592; measured with random views and four-view scoring).
 With the same, the global pools scored ROC AUC 0.823 and PR AUC 0.609 and doubled the run.
+``spectrum_coherent`` (the spectrum branch also folds the curve at each trial period, summing
+the harmonics in phase): on 800 unseen hosts (seed 42) ROC AUC +0.003, PR AUC +0.000, recall at
+precision 0.9 -0.014, none clearing zero, for epochs 1.36 times as long.
 
 Weight averaging (``ema_momentum``, default 0.999: about the last 1000 steps, two epochs of the
 default run): Adam keeps an exponential moving average of the weights (Polyak averaging, Keras'
@@ -76,6 +79,7 @@ class ModelConfig:
     bidirectional: bool = False   # the LSTM reads the steps both ways (Keras' Bidirectional)
     global_pooling: bool = False  # global max and average pools beside the LSTM
     spectrum_harmonics: int = 12  # a branch reading the power at each trial period's first harmonics (spectrum.py); 0: off
+    spectrum_coherent: bool = False  # the branch also folds: the harmonics summed in phase at each trial period (spectrum.py)
     dense_units: int = 64
     dropout: float = 0.3
     learning_rate: float = 1e-3
@@ -104,11 +108,14 @@ class ModelConfig:
         A setting added since 1.2 is left out at the value that trains as before it, so an older
         checkpoint keeps its fingerprint (a 1.2 one resumes with ``{"model": {"ema_momentum": 0}}``).
         """
-        return fingerprints.settings(self, _ADDED_SINCE_1_2)
+        record = fingerprints.settings(self, _ADDED_SINCE_1_2)
+        if not self.spectrum_harmonics:
+            record.pop("spectrum_coherent", None)   # no branch to fold in
+        return record
 
 
 # Settings added since 1.2, with the value that leaves training as it was before them.
-_ADDED_SINCE_1_2 = {"ema_momentum": 0.0, "bidirectional": False, "spectrum_harmonics": 0}
+_ADDED_SINCE_1_2 = {"ema_momentum": 0.0, "bidirectional": False, "spectrum_harmonics": 0, "spectrum_coherent": False}
 
 
 def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
@@ -157,7 +164,8 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
         # period (weighted harmonic sums, then their mixtures), and the strongest period's. The
         # first version (24 harmonics, the second convolution over 5 neighbouring periods) made
         # epochs 1.6 times as long for about the same gains (README, "Measured").
-        spectrum = harmonic_power_layer()(config.spectrum_harmonics, sequence_length, name="harmonic_power")(inputs)
+        spectrum = harmonic_power_layer()(config.spectrum_harmonics, sequence_length, coherent=config.spectrum_coherent,
+                                          name="harmonic_power")(inputs)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_profile")(spectrum)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_mix")(spectrum)
         features = keras.layers.Concatenate(name="with_spectrum")([

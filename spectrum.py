@@ -17,6 +17,17 @@ harmonics, capped at ``CAP`` (a deep eclipse's thousandfold power would swamp th
 trial periods run from ``PERIOD_CADENCES[0]`` cadences to ``PERIOD_CADENCES[1]`` or half the
 window, whichever is shorter (0.5-32 days on the default Kepler long-cadence grid), a quarter
 of a frequency bin apart (``harmonic_index``).
+
+With ``coherent`` the layer also folds: for each trial period it adds up the first harmonics'
+complex amplitudes (whitened the same way) with their phases, which is the curve folded at that
+period and smoothed to those harmonics (a transit train's harmonics all peak together at its
+transits), and reads the deepest dip and the highest peak of that profile over
+``COHERENT_PHASES`` phases, for the first 3, 6 and 12 harmonics (``COHERENT_GROUPS``), in
+sigmas of the noise. Summing in phase, a dip train's amplitude grows as the count of harmonics
+and the noise's as its root, where summed powers gain only as the fourth root: more of the many
+shallow transits of a middling planet add up. A sine (a pulsator, a spotted star) folds to a dip
+and a peak alike, a transit train to a dip alone. A closed-up gap breaks the phase, so the
+incoherent sum stays beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ PERIOD_CADENCES = tuple(days / CADENCE_DAYS for days in PERIOD_RANGE_DAYS)
 FUNDAMENTAL_STEP_BINS = 0.25
 WHITEN_BINS = 64
 CAP = 30.0
+COHERENT_PHASES = 32
+COHERENT_GROUPS = (3, 6, 12)
 
 
 def fft_length(sequence_length: int) -> int:
@@ -54,11 +67,43 @@ def harmonic_index(sequence_length: int, harmonics: int) -> tuple[np.ndarray, np
     ([8, 16, 24], [21, 42, 62], [1.0, 1.0, 1.0])
     """
     length = fft_length(sequence_length)
-    longest = min(PERIOD_CADENCES[1], 0.5 * sequence_length)
-    fundamentals = np.arange(length / longest, length / PERIOD_CADENCES[0], FUNDAMENTAL_STEP_BINS)
-    index = np.rint(fundamentals[:, None] * np.arange(1, harmonics + 1)[None, :]).astype(np.int64)
+    index = np.rint(_fundamentals(sequence_length)[:, None] * np.arange(1, harmonics + 1)[None, :]).astype(np.int64)
     last = length // 2
     return np.minimum(index, last).astype(np.int32), (index <= last).astype(np.float32)
+
+
+def coherent_groups(harmonics: int) -> tuple[int, ...]:
+    """The counts of first harmonics whose coherent sums the layer reads: those of
+    ``COHERENT_GROUPS`` below ``harmonics``, and ``harmonics`` itself.
+
+    >>> coherent_groups(12), coherent_groups(4), coherent_groups(2)
+    ((3, 6, 12), (3, 4), (2,))
+    """
+    return tuple(g for g in COHERENT_GROUPS if g < harmonics) + (int(harmonics),)
+
+
+def fold_phase(sequence_length: int, harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+    """([periods, harmonics] cosine, sine) of each trial period's harmonics' phase at the middle
+    of the window: the turn that takes a harmonic's amplitude (``numpy.fft.rfft``'s, phases from
+    the first cadence) to phases from the middle, where a harmonic read a fraction of a bin off its
+    true frequency (``harmonic_index`` rounds) keeps its true phase. Then the harmonics sum to the
+    profile folded about the middle (an inverse DFT over the harmonic number).
+
+    >>> cos, sin = fold_phase(128, 3)
+    >>> cos.shape, bool(np.allclose(cos ** 2 + sin ** 2, 1.0))
+    ((52, 3), True)
+    """
+    middle = 0.5 * (sequence_length - 1)
+    frequency = _fundamentals(sequence_length)[:, None] * np.arange(1, harmonics + 1)[None, :] / fft_length(sequence_length)
+    angle = 2 * np.pi * frequency * middle
+    return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+
+
+def _fundamentals(sequence_length: int) -> np.ndarray:
+    """Each trial period's fundamental frequency in (fractional) bins of ``fft_length``."""
+    length = fft_length(sequence_length)
+    longest = min(PERIOD_CADENCES[1], 0.5 * sequence_length)
+    return np.arange(length / longest, length / PERIOD_CADENCES[0], FUNDAMENTAL_STEP_BINS)
 
 
 @cache
@@ -70,13 +115,28 @@ def harmonic_power_layer():
     @keras.saving.register_keras_serializable(package="exoplanet")
     class HarmonicPower(keras.layers.Layer):
         """[batch, periods, harmonics]: the whitened power at each trial period's first
-        ``harmonics`` harmonics, of the first channel of [batch, cadences, channels]."""
+        ``harmonics`` harmonics, of the first channel of [batch, cadences, channels]. With
+        ``coherent``, [batch, periods, harmonics + 2 * groups]: then, for each count of
+        ``coherent_groups``, the deepest dip and the highest peak of the folded profile."""
 
-        def __init__(self, harmonics: int, sequence_length: int, **kwargs):
+        def __init__(self, harmonics: int, sequence_length: int, coherent: bool = False, **kwargs):
             super().__init__(**kwargs)
             self.harmonics, self.sequence_length = int(harmonics), int(sequence_length)
+            self.coherent = bool(coherent)
             self.fft_length = fft_length(self.sequence_length)
             self.index, self.inside = harmonic_index(self.sequence_length, self.harmonics)
+            if self.coherent:
+                self.cos, self.sin = fold_phase(self.sequence_length, self.harmonics)
+                self.groups = coherent_groups(self.harmonics)
+                # [2 * harmonics, groups * phases]: Re(a exp(i angle)) of the (real, imaginary)
+                # amplitudes, each group's first harmonics at each phase.
+                angle = 2 * np.pi * np.arange(1, self.harmonics + 1)[:, None] * np.arange(COHERENT_PHASES)[None, :] / COHERENT_PHASES
+                within = [(np.arange(self.harmonics) < g)[:, None] for g in self.groups]
+                self.basis = np.concatenate([np.concatenate([np.cos(angle) * w for w in within], axis=1),
+                                             np.concatenate([-np.sin(angle) * w for w in within], axis=1)]).astype(np.float32)
+                # Each harmonic's real part carries half its whitened power: a sum's noise sigma.
+                counted = np.cumsum(self.inside, axis=1)[:, [g - 1 for g in self.groups]]
+                self.noise = np.tile(np.sqrt(np.maximum(counted, 1.0) / 2.0), 2).astype(np.float32)  # [periods, dips and peaks]
 
         def call(self, inputs):
             from keras import ops
@@ -94,13 +154,31 @@ def harmonic_power_layer():
             highest = ops.maximum(white, ops.maximum(ops.roll(white, 1, axis=1), ops.roll(white, -1, axis=1)))
             at_harmonics = ops.take(highest, ops.convert_to_tensor(self.index.ravel()), axis=1)
             at_harmonics = ops.reshape(at_harmonics, (-1,) + self.index.shape) * ops.convert_to_tensor(self.inside)
-            return ops.minimum(at_harmonics, CAP)
+            incoherent = ops.minimum(at_harmonics, CAP)
+            if not self.coherent:
+                return incoherent
+            scale = ops.sqrt(local + 1e-6)
+            index = ops.convert_to_tensor(self.index.ravel())
+            inside = ops.convert_to_tensor(self.inside)
+            re = ops.reshape(ops.take(real / scale, index, axis=1), (-1,) + self.index.shape) * inside
+            im = ops.reshape(ops.take(imag / scale, index, axis=1), (-1,) + self.index.shape) * inside
+            # Phases from the middle of the window, then the inverse DFT over the harmonic number:
+            # the profile of each group at COHERENT_PHASES phases, all in one matrix product.
+            cos, sin = ops.convert_to_tensor(self.cos), ops.convert_to_tensor(self.sin)
+            turned = ops.concatenate([re * cos - im * sin, re * sin + im * cos], axis=2)
+            profiles = ops.matmul(turned, ops.convert_to_tensor(self.basis))
+            profiles = ops.reshape(profiles, (-1, self.index.shape[0], len(self.groups), COHERENT_PHASES))
+            # In sigmas of the noise: a positive scale, so taken after the extremes (fewer values).
+            extremes = ops.concatenate([-ops.min(profiles, axis=3), ops.max(profiles, axis=3)], axis=2) / self.noise
+            return ops.concatenate([incoherent, ops.minimum(extremes, CAP)], axis=2)
 
         def compute_output_shape(self, input_shape):
-            return (input_shape[0],) + self.index.shape
+            width = self.harmonics + (2 * len(self.groups) if self.coherent else 0)
+            return (input_shape[0], self.index.shape[0], width)
 
         def get_config(self):
-            return super().get_config() | {"harmonics": self.harmonics, "sequence_length": self.sequence_length}
+            return super().get_config() | {"harmonics": self.harmonics, "sequence_length": self.sequence_length,
+                                           "coherent": self.coherent}
 
     return HarmonicPower
 

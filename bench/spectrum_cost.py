@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""What the spectrum branch costs an epoch of the trainer.
+"""What the spectrum branch, and its fold, cost an epoch of the trainer.
 
 The trainer itself (``hybrid_training.py``), on the built-in data set, trains the default
-network and the same without the spectrum branch (``{"model": {"spectrum_harmonics": 0}}``,
-1.11's network) for ``--epochs`` epochs each, in fresh run folders, one after the other and
+network, the same without the spectrum branch (``{"model": {"spectrum_harmonics": 0}}``,
+1.11's network) and with the branch's fold (``{"model": {"spectrum_coherent": true}}``) for
+``--epochs`` epochs each, in fresh run folders, one after the other and
 alternating, ``--repeats`` times; each epoch's time is the trainer's own (``history.npz``,
 ``epoch_seconds``: training, validation and the checkpoint), the first epoch (tracing) left
 out. Medians.
 
-    python3 bench/spectrum_cost.py              # 3 repeats of 6 epochs: about 12 minutes on 2 cores
+    python3 bench/spectrum_cost.py              # 3 repeats of 6 epochs: about 18 minutes on 2 cores
     python3 bench/spectrum_cost.py --epochs 3 --repeats 1 --rows 400    # quick
 """
 
@@ -24,7 +25,8 @@ import numpy as np
 
 from common import machine, trainer_command, write_result
 
-VARIANTS = {"default (spectrum branch)": {}, "without the branch": {"model": {"spectrum_harmonics": 0}}}
+VARIANTS = {"default (spectrum branch)": {}, "without the branch": {"model": {"spectrum_harmonics": 0}},
+            "with the fold": {"model": {"spectrum_coherent": True}}}
 
 
 def epoch_seconds(folder: Path, data: Path, settings: dict, epochs: int) -> list[float]:
@@ -60,13 +62,14 @@ def main():
                                                args.epochs)
     medians = {name: float(np.median(values)) for name, values in seconds.items()}
     ratio = medians["default (spectrum branch)"] / medians["without the branch"]
+    fold_ratio = medians["with the fold"] / medians["default (spectrum branch)"]
     result = {"rows": args.rows, "epochs": args.epochs, "repeats": args.repeats, "epoch_seconds": seconds,
-              "median_epoch_seconds": medians, "ratio_default_to_without": ratio,
+              "median_epoch_seconds": medians, "ratio_default_to_without": ratio, "ratio_fold_to_default": fold_ratio,
               "machine": machine()}
     print(f"{'network':28}{'median epoch (s)':>18}{'epochs timed':>14}")
     for name in VARIANTS:
         print(f"{name:28}{medians[name]:18.2f}{len(seconds[name]):14d}")
-    print(f"ratio {ratio:.3f}; {args.rows} curves, {args.epochs} epochs (the first not timed), {args.repeats} repeats; "
+    print(f"ratio {ratio:.3f} (default to without), {fold_ratio:.3f} (fold to default); {args.rows} curves, {args.epochs} epochs (the first not timed), {args.repeats} repeats; "
           f"{result['machine']}")
     print(f"written to {write_result('spectrum_cost', result)}")
 

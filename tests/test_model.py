@@ -50,6 +50,11 @@ def test_default_model_has_the_documented_stack():
     # 1.11's network (55,393 weights with one channel), the branch's two convolutions (208 and
     # 272 weights) and the dense layer's 16 more inputs.
     assert model.count_params() == 55_393 + (12 * 16 + 16) + (16 * 16 + 16) + 16 * 64
+    # With the fold: the power at 12 harmonics, then the deepest dip and highest peak over the
+    # first 3, 6 and 12, so the first convolution has 6 x 16 more weights.
+    folded = build_model(ModelConfig(spectrum_coherent=True), sequence_length=3197)
+    assert folded.get_layer("harmonic_power").output.shape[1:] == (1319, 12 + 2 * 3)
+    assert folded.count_params() == model.count_params() + 6 * 16
     assert not any("norm" in layer.name for layer in model.layers)
     # 1.11's network, as {"model": {"spectrum_harmonics": 0}} builds it.
     without = build_model(ModelConfig(spectrum_harmonics=0), sequence_length=3197)
@@ -99,6 +104,7 @@ def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
 def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
     model = build_model(ModelConfig(spectrum_harmonics=24), sequence_length=3197, channels=2)
     # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
+    # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
     assert model.get_layer("harmonic_power").output.shape[1:] == (1319, 24)
     assert model.get_layer("with_spectrum").output.shape[-1] == 64 + 16
     # The network without the branch (55,505 weights with two channels), the branch's two
@@ -106,6 +112,11 @@ def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
     assert model.count_params() == 55_505 + (24 * 16 + 16) + (16 * 16 + 16) + 16 * 64
     assert "spectrum_harmonics" not in ModelConfig(spectrum_harmonics=0).fingerprint()
     assert ModelConfig(spectrum_harmonics=24).fingerprint()["spectrum_harmonics"] == 24
+    # The fold (an option since 1.13.1) likewise: off, or without a branch to fold in, it is
+    # left out, so every earlier checkpoint keeps its fingerprint.
+    assert "spectrum_coherent" not in ModelConfig().fingerprint()
+    assert ModelConfig(spectrum_coherent=True).fingerprint()["spectrum_coherent"] is True
+    assert "spectrum_coherent" not in ModelConfig(spectrum_harmonics=0, spectrum_coherent=True).fingerprint()
     with pytest.raises(ValueError, match="spectrum_harmonics must be 0"):
         ModelConfig(spectrum_harmonics=-1)
 
@@ -135,6 +146,69 @@ def test_the_harmonic_power_is_the_whitened_spectrum_read_at_each_trial_periods_
     assert computed[1].max() == CAP and computed[0].max() < CAP
 
 
+def test_the_fold_is_the_curve_folded_at_each_trial_period_and_smoothed_to_its_harmonics():
+    import numpy as np
+
+    import spectrum
+    from spectrum import CAP, COHERENT_PHASES, WHITEN_BINS, coherent_groups, fft_length, harmonic_index, harmonic_power_layer
+
+    # The layer against the fold written out in numpy: each harmonic's whitened amplitude, turned
+    # to the times one period apart from the middle of the window, summed over the first 3 and 5.
+    rng = np.random.default_rng(8)
+    curves = rng.standard_normal((3, 300, 1)).astype("float32")
+    curves[0, ::25, 0] -= 3.0
+    curves[2, :, 0] += 3.0 * np.sin(2 * np.pi * np.arange(300) / 40)
+    index, inside = harmonic_index(300, 5)
+    length = fft_length(300)
+    fundamentals = spectrum._fundamentals(300)
+    times = 149.5 + np.arange(COHERENT_PHASES)[None, :] / COHERENT_PHASES * (length / fundamentals)[:, None]
+    turn = np.exp(2j * np.pi * fundamentals[:, None, None] * np.arange(1, 6)[None, :, None] * times[:, None, :] / length)
+    expected = []
+    for flux in curves[:, :, 0].astype("float64"):
+        spectrum_ = np.fft.rfft(flux - flux.mean(), n=length)
+        padded = np.pad(np.abs(spectrum_) ** 2, WHITEN_BINS, mode="reflect")
+        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(spectrum_))])
+        amplitude = spectrum_[index] / np.sqrt(local[index] + 1e-6) * inside
+        profile = np.real(amplitude[:, :, None] * turn)            # [periods, harmonics, phases]
+        dips, peaks = [], []
+        for count in coherent_groups(5):
+            summed = profile[:, :count].sum(axis=1) / np.sqrt(np.maximum(inside[:, :count].sum(axis=1), 1) / 2)[:, None]
+            dips.append(-summed.min(axis=1))
+            peaks.append(summed.max(axis=1))
+        expected.append(np.minimum(np.stack(dips + peaks, axis=1), CAP))
+    computed = np.asarray(harmonic_power_layer()(5, 300, coherent=True)(curves))
+    assert coherent_groups(5) == (3, 5) and computed.shape == (3, len(index), 5 + 4)
+    np.testing.assert_allclose(computed[:, :, 5:], np.array(expected), rtol=2e-3, atol=2e-3)
+
+
+def test_the_fold_adds_up_shallow_dips_and_tells_them_from_a_sine_and_from_noise():
+    import numpy as np
+
+    import spectrum
+    from spectrum import fft_length, harmonic_power_layer
+
+    cadence = np.arange(3197)
+    rng = np.random.default_rng(4)
+    noise = rng.standard_normal((4, 3197)).astype("float32")
+    # 40 dips of 3 cadences every 80, each 1.2 sigma deep (S/N about 13 in all, 2 a dip); the
+    # same shifted and reversed; a sine of 80 cadences; noise alone.
+    train = (cadence % 80 < 3).astype("float32")
+    sine = np.sin(2 * np.pi * cadence / 80).astype("float32")
+    curves = np.stack([noise[0] - 1.2 * train, np.roll(noise[1] - 1.2 * train, 1000)[::-1],
+                       noise[2] + 0.5 * sine, noise[3]])[..., None]
+    features = np.asarray(harmonic_power_layer()(12, 3197, coherent=True)(curves))
+    # [power at 12 harmonics | dips over the first 3, 6, 12 | peaks over the same]
+    dip, peak = features[:, :, 12 + 2], features[:, :, 12 + 5]
+    period = np.argmin(np.abs(fft_length(3197) / spectrum._fundamentals(3197) - 80))
+    near = slice(period - 3, period + 4)
+    for row in (0, 1):
+        assert dip[row, near].max() > 5.5                           # the dips add up...
+        assert dip[row, near].max() > 1.6 * peak[row, near].max()   # ...to a dip, not a wave
+        assert dip[row, near].max() > 1.3 * dip[3].max()            # above the noise's deepest anywhere
+    sine_dip, sine_peak = features[2, near, 12].max(), features[2, near, 15].max()  # over 3 harmonics
+    assert sine_peak > 1.3 * dip[3].max() and abs(sine_dip - sine_peak) < 0.2 * sine_peak
+
+
 def test_the_harmonic_power_peaks_at_a_dip_trains_period_wherever_its_dips_are(tmp_path):
     import numpy as np
 
@@ -158,7 +232,11 @@ def test_the_harmonic_power_peaks_at_a_dip_trains_period_wherever_its_dips_are(t
     # Saved and loaded by name with safe_mode, it computes the same (no weight averaging: untrained,
     # the averages are not the weights).
     model = build_model(ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, spectrum_harmonics=4,
-                                    ema_momentum=0), 3197)
+                                    spectrum_coherent=True, ema_momentum=0), 3197)
     model.save(tmp_path / "m.keras")
     loaded = load_model_file(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict_on_batch(curves), model.predict_on_batch(curves), rtol=1e-6)
+    assert loaded.get_layer("harmonic_power").coherent is True
+    # A model saved before the fold was an option has no such setting: it loads without it.
+    layer = harmonic_power_layer().from_config({"harmonics": 4, "sequence_length": 3197, "name": "harmonic_power"})
+    assert layer.coherent is False and layer.compute_output_shape((None, 3197, 1)) == (None, len(index), 4)
