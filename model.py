@@ -36,7 +36,7 @@ false-positive rate on diluted eclipsing binaries; measured before the injected 
 With the same, the global pools scored ROC AUC 0.823 and PR AUC 0.609 and doubled the run.
 ``spectrum_coherent`` (the spectrum branch also folds the curve at each trial period, summing
 the harmonics in phase): on 800 unseen hosts (seed 42) ROC AUC +0.003, PR AUC +0.000, recall at
-precision 0.9 -0.014, none clearing zero, for epochs 1.36 times as long.
+precision 0.9 -0.014, none clearing zero, for epochs 1.12 times as long.
 
 Weight averaging (``ema_momentum``, default 0.999: about the last 1000 steps, two epochs of the
 default run): Adam keeps an exponential moving average of the weights (Polyak averaging, Keras'

@@ -23,11 +23,12 @@ complex amplitudes (whitened the same way) with their phases, which is the curve
 period and smoothed to those harmonics (a transit train's harmonics all peak together at its
 transits), and reads the deepest dip and the highest peak of that profile over
 ``COHERENT_PHASES`` phases, for the first 3, 6 and 12 harmonics (``COHERENT_GROUPS``), in
-sigmas of the noise. Summing in phase, a dip train's amplitude grows as the count of harmonics
-and the noise's as its root, where summed powers gain only as the fourth root: more of the many
-shallow transits of a middling planet add up. A sine (a pulsator, a spotted star) folds to a dip
-and a peak alike, a transit train to a dip alone. A closed-up gap breaks the phase, so the
-incoherent sum stays beside it.
+sigmas of the noise. Summed in phase, a dip train's harmonics add as their count and the noise
+as its root; summed as powers, the faintest train that shows falls only as the fourth root of
+the count. A sine (a pulsator, a spotted star) folds to a dip and a peak alike, a transit train
+to a dip alone. A closed-up gap breaks the phase, so the summed powers stay beside it. An
+option (``ModelConfig.spectrum_coherent``), off: side by side with the default it found no more
+hosts, for epochs 1.12 times as long (README, "Measured").
 """
 
 from __future__ import annotations
