@@ -104,7 +104,6 @@ def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
 def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
     model = build_model(ModelConfig(spectrum_harmonics=24), sequence_length=3197, channels=2)
     # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
-    # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
     assert model.get_layer("harmonic_power").output.shape[1:] == (1319, 24)
     assert model.get_layer("with_spectrum").output.shape[-1] == 64 + 16
     # The network without the branch (55,505 weights with two channels), the branch's two
@@ -165,10 +164,10 @@ def test_the_fold_is_the_curve_folded_at_each_trial_period_and_smoothed_to_its_h
     turn = np.exp(2j * np.pi * fundamentals[:, None, None] * np.arange(1, 6)[None, :, None] * times[:, None, :] / length)
     expected = []
     for flux in curves[:, :, 0].astype("float64"):
-        spectrum_ = np.fft.rfft(flux - flux.mean(), n=length)
-        padded = np.pad(np.abs(spectrum_) ** 2, WHITEN_BINS, mode="reflect")
-        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(spectrum_))])
-        amplitude = spectrum_[index] / np.sqrt(local[index] + 1e-6) * inside
+        amplitudes = np.fft.rfft(flux - flux.mean(), n=length)
+        padded = np.pad(np.abs(amplitudes) ** 2, WHITEN_BINS, mode="reflect")
+        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(amplitudes))])
+        amplitude = amplitudes[index] / np.sqrt(local[index] + 1e-6) * inside
         profile = np.real(amplitude[:, :, None] * turn)            # [periods, harmonics, phases]
         dips, peaks = [], []
         for count in coherent_groups(5):
