@@ -108,10 +108,9 @@ class ModelConfig:
         A setting added since 1.2 is left out at the value that trains as before it, so an older
         checkpoint keeps its fingerprint (a 1.2 one resumes with ``{"model": {"ema_momentum": 0}}``).
         """
-        record = fingerprints.settings(self, _ADDED_SINCE_1_2)
-        if not self.spectrum_harmonics:
-            record.pop("spectrum_coherent", None)   # no branch to fold in
-        return record
+        # Without a branch, there is nothing to fold: the setting changes nothing, so it is left out.
+        no_branch = () if self.spectrum_harmonics else ("spectrum_coherent",)
+        return fingerprints.settings(self, _ADDED_SINCE_1_2, leave_out=no_branch)
 
 
 # Settings added since 1.2, with the value that leaves training as it was before them.

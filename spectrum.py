@@ -153,16 +153,17 @@ def harmonic_power_layer():
             local = (total[:, 2 * WHITEN_BINS:2 * WHITEN_BINS + width] - total[:, :width]) / (2 * WHITEN_BINS)
             white = power / (local + 1e-6)
             highest = ops.maximum(white, ops.maximum(ops.roll(white, 1, axis=1), ops.roll(white, -1, axis=1)))
-            at_harmonics = ops.take(highest, ops.convert_to_tensor(self.index.ravel()), axis=1)
-            at_harmonics = ops.reshape(at_harmonics, (-1,) + self.index.shape) * ops.convert_to_tensor(self.inside)
-            incoherent = ops.minimum(at_harmonics, CAP)
+            index, inside = ops.convert_to_tensor(self.index.ravel()), ops.convert_to_tensor(self.inside)
+
+            def at_harmonics(bins):
+                """[batch, periods, harmonics]: ``bins`` [batch, bins] read at each period's harmonics."""
+                return ops.reshape(ops.take(bins, index, axis=1), (-1,) + self.index.shape) * inside
+
+            incoherent = ops.minimum(at_harmonics(highest), CAP)
             if not self.coherent:
                 return incoherent
             scale = ops.sqrt(local + 1e-6)
-            index = ops.convert_to_tensor(self.index.ravel())
-            inside = ops.convert_to_tensor(self.inside)
-            re = ops.reshape(ops.take(real / scale, index, axis=1), (-1,) + self.index.shape) * inside
-            im = ops.reshape(ops.take(imag / scale, index, axis=1), (-1,) + self.index.shape) * inside
+            re, im = at_harmonics(real / scale), at_harmonics(imag / scale)
             # Phases from the middle of the window, then the inverse DFT over the harmonic number:
             # the profile of each group at COHERENT_PHASES phases, all in one matrix product.
             cos, sin = ops.convert_to_tensor(self.cos), ops.convert_to_tensor(self.sin)

@@ -120,10 +120,24 @@ def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
         ModelConfig(spectrum_harmonics=-1)
 
 
+def _spectrum_and_local_mean_power(flux):
+    """numpy's spectrum of one curve as the layer takes it (mean removed, zero-padded to
+    ``fft_length``), and the mean power of the ``WHITEN_BINS`` bins either side of each bin
+    (the ends reflected), written out bin by bin."""
+    import numpy as np
+
+    from spectrum import WHITEN_BINS, fft_length
+
+    amplitudes = np.fft.rfft(flux - flux.mean(), n=fft_length(len(flux)))
+    padded = np.pad(np.abs(amplitudes) ** 2, WHITEN_BINS, mode="reflect")
+    local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(amplitudes))])
+    return amplitudes, local
+
+
 def test_the_harmonic_power_is_the_whitened_spectrum_read_at_each_trial_periods_harmonics():
     import numpy as np
 
-    from spectrum import CAP, WHITEN_BINS, fft_length, harmonic_index, harmonic_power_layer
+    from spectrum import CAP, harmonic_index, harmonic_power_layer
 
     # The layer against the same computation written out in numpy, one curve at a time.
     rng = np.random.default_rng(5)
@@ -133,10 +147,8 @@ def test_the_harmonic_power_is_the_whitened_spectrum_read_at_each_trial_periods_
     index, inside = harmonic_index(300, 5)
     expected = []
     for flux in curves[:, :, 0].astype("float64"):
-        power = np.abs(np.fft.rfft(flux - flux.mean(), n=fft_length(300))) ** 2
-        padded = np.pad(power, WHITEN_BINS, mode="reflect")
-        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(power))])
-        white = power / (local + 1e-6)
+        amplitudes, local = _spectrum_and_local_mean_power(flux)
+        white = np.abs(amplitudes) ** 2 / (local + 1e-6)
         highest = np.maximum(white, np.maximum(np.roll(white, 1), np.roll(white, -1)))
         expected.append(np.minimum(highest[index] * inside, CAP))
     computed = np.asarray(harmonic_power_layer()(5, 300)(curves))
@@ -149,7 +161,7 @@ def test_the_fold_is_the_curve_folded_at_each_trial_period_and_smoothed_to_its_h
     import numpy as np
 
     import spectrum
-    from spectrum import CAP, COHERENT_PHASES, WHITEN_BINS, coherent_groups, fft_length, harmonic_index, harmonic_power_layer
+    from spectrum import CAP, COHERENT_PHASES, coherent_groups, fft_length, harmonic_index, harmonic_power_layer
 
     # The layer against the fold written out in numpy: each harmonic's whitened amplitude, turned
     # to the times one period apart from the middle of the window, summed over the first 3 and 5.
@@ -164,9 +176,7 @@ def test_the_fold_is_the_curve_folded_at_each_trial_period_and_smoothed_to_its_h
     turn = np.exp(2j * np.pi * fundamentals[:, None, None] * np.arange(1, 6)[None, :, None] * times[:, None, :] / length)
     expected = []
     for flux in curves[:, :, 0].astype("float64"):
-        amplitudes = np.fft.rfft(flux - flux.mean(), n=length)
-        padded = np.pad(np.abs(amplitudes) ** 2, WHITEN_BINS, mode="reflect")
-        local = np.array([padded[i + 1:i + 2 * WHITEN_BINS + 1].mean() for i in range(len(amplitudes))])
+        amplitudes, local = _spectrum_and_local_mean_power(flux)
         amplitude = amplitudes[index] / np.sqrt(local[index] + 1e-6) * inside
         profile = np.real(amplitude[:, :, None] * turn)            # [periods, harmonics, phases]
         dips, peaks = [], []
