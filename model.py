@@ -173,6 +173,19 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="planet_probability")(x)
     model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")
+    compile_model(model, config)
+    # The optimizer's slots now, not in the first training step: a tf.function whose first trace
+    # creates variables is traced a second time, which made the first step's set-up 1.5 times as
+    # long (bench/first_epoch.py). Same zeros, same results, bit for bit.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def compile_model(model, config: ModelConfig) -> None:
+    """Compile ``model`` for training: Adam (weight averaging per ``config.ema_momentum``),
+    binary cross-entropy, and the metrics the history records. The optimizer is not built."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, use_ema=config.ema_momentum > 0,
                                         ema_momentum=config.ema_momentum),
@@ -185,7 +198,6 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
             keras.metrics.Recall(name="recall"),
         ],
     )
-    return model
 
 
 def load_saved_model(path):

@@ -31,6 +31,7 @@ QUICK = {
     "transit_model": ["--rows", "200", "--repeats", "2"],
     "distributed_overhead": ["--rows", "500", "--epochs", "3", "--repeats", "1"],
     "spectrum_cost": ["--epochs", "3", "--repeats", "1", "--rows", "400"],
+    "first_epoch": ["--repeats", "1"],
 }
 
 
@@ -155,6 +156,14 @@ def table(results: dict) -> list[str]:
                     f"{speed['2 workers']:.0f} samples/s | 1 worker {speed['1 worker']:.0f} samples/s "
                     f"({r['two_workers_over_one']:.2f}x); plain {speed['plain']:.0f} samples/s | - | - | "
                     f"{r['rows']} curves, {r['epochs']} epochs |")
+    if "first_epoch" in results:
+        r = results["first_epoch"]
+        setup = r["median_setup_seconds"]
+        rows.append(f"| First step's set-up ({command('first_epoch')}) | optimizer built with the model: default "
+                    f"network {setup['default']['built']:.1f} s, tiny {setup['tiny']['built']:.1f} s | built in the "
+                    f"first step: {setup['default']['lazy']:.1f} s ({r['ratio_built_to_lazy']['default']:.2f}x), "
+                    f"{setup['tiny']['lazy']:.1f} s ({r['ratio_built_to_lazy']['tiny']:.2f}x) | - | - | "
+                    f"{r['repeats']} fresh processes each |")
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
     for described in sorted(machines):
         rows.append("")

@@ -20,23 +20,46 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """Start the install resolutions (a minute of waiting on the package index) before any test runs.
+def pytest_configure(config):
+    """Start the install resolutions (a minute or two of waiting on the package index) as the
+    session starts, so that they overlap the tests that run before the install tests.
 
-    Not in pytest-xdist's workers: each collects every test, so each would start all twelve dry
-    runs; there the fixture starts them in the one worker that runs the install tests."""
-    if hasattr(config, "workerinput"):
+    With pytest-xdist here, in the controller, before its workers start: they inherit the
+    folder the results go to (``test_install.RESOLUTIONS_ENV``), so whichever worker runs the
+    install tests reads them; before, that worker started them itself and waited two minutes.
+    Only when the tests asked for include tests/test_install.py."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if any(_includes_install_tests(config.invocation_params.dir / arg.split("::")[0]) for arg in config.args):
+        _start_resolutions()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Without pytest-xdist: start the install resolutions as soon as the tests are collected."""
+    if hasattr(config, "workerinput") or config.getoption("numprocesses", None):
         return
     if any(item.nodeid.split("::")[0].endswith("test_install.py") and "test_requirements_resolve" in item.nodeid
            for item in items):
-        import atexit
-        import tempfile
+        _start_resolutions()
 
-        import test_install
 
-        workdir = Path(tempfile.mkdtemp(prefix="pytest-install-"))
-        atexit.register(shutil.rmtree, workdir, True)
-        test_install.start_resolutions(workdir)
+def _includes_install_tests(path: Path) -> bool:
+    path, install = path.resolve(), ROOT / "tests" / "test_install.py"
+    return path == install or path in install.parents
+
+
+def _start_resolutions() -> None:
+    import atexit
+    import tempfile
+
+    import test_install
+
+    workdir = Path(tempfile.mkdtemp(prefix="pytest-install-"))
+    # Registered before start_resolutions' own exit handler, so run after it (exit handlers run
+    # last in, first out): the folder goes once its dry runs are killed.
+    atexit.register(shutil.rmtree, workdir, True)
+    test_install.start_resolutions(workdir)
+
 
 # A run small enough for seconds: short curves, a tiny network, no early stopping. The built-in
 # curves (3197 values) are read as if 1.17 minutes apart, so that 25 values average into each

@@ -9,10 +9,14 @@ saying so; CI reaches it.
 
 from __future__ import annotations
 
-import concurrent.futures
+import atexit
+import json
+import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,38 +68,75 @@ def requirements_for(path: Path, environment: dict) -> list[str]:
     return lines
 
 
-def dry_run(platform: str, python: str, workdir: Path) -> subprocess.CompletedProcess:
+def dry_run_command(platform: str, python: str, workdir: Path) -> list[str]:
+    """The pip command that resolves the requirements as a ``python`` on ``platform`` would."""
     environment = default_environment() | PLATFORMS[platform]["markers"] | {
         "python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
         "platform_python_implementation": "CPython"}
     requirements = workdir / f"requirements-{platform}-{python}.txt"
     requirements.write_text("\n".join(requirements_for(ROOT / "requirements-dev.txt", environment)) + "\n")
     tags = [option for tag in PLATFORMS[platform]["tags"] for option in ("--platform", tag)]
-    return subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
-         "--disable-pip-version-check", "--no-input", "--target", str(workdir / f"target-{platform}-{python}"),
-         *tags, "--python-version", python, "--implementation", "cp", "-r", str(requirements)],
-        capture_output=True, text=True, timeout=600)
+    return [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
+            "--disable-pip-version-check", "--no-input", "--target", str(workdir / f"target-{platform}-{python}"),
+            *tags, "--python-version", python, "--implementation", "cp", "-r", str(requirements)]
 
 
-_STARTED: dict = {}
+# The folder of this session's dry runs, named for pytest-xdist's workers, which inherit it.
+RESOLUTIONS_ENV = "EXOPLANET_TEST_RESOLUTIONS"
+RESOLUTION_SECONDS = 600
+
+
+def _result_file(workdir: Path, platform: str, python: str) -> Path:
+    return workdir / f"result-{platform}-{python}.json"
 
 
 def start_resolutions(workdir: Path) -> None:
     """Start every target's dry run in the background, side by side (each spends most of its
-    time, about a minute, waiting on the index); conftest starts them as soon as the session has
-    collected a test that needs them, so they overlap the tests that run before."""
-    if not _STARTED:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(TARGETS))
-        _STARTED.update({target: pool.submit(dry_run, *target, workdir) for target in TARGETS})
-        pool.shutdown(wait=False)
+    time, about a minute, waiting on the index); each writes its result to a JSON file in
+    ``workdir`` when it ends. conftest starts them as the session starts, so they overlap the
+    tests that run before; the processes of a session that ends first are killed."""
+    if os.environ.get(RESOLUTIONS_ENV):
+        return
+    os.environ[RESOLUTIONS_ENV] = str(workdir)
+    processes = []
+
+    def wait_for(process: subprocess.Popen, target: tuple) -> None:
+        try:
+            stdout, stderr = process.communicate(timeout=RESOLUTION_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        result = {"returncode": process.returncode, "stdout": stdout, "stderr": stderr}
+        partial = _result_file(workdir, *target).with_suffix(".partial")
+        try:  # written whole, then named: a worker never reads half a result
+            partial.write_text(json.dumps(result))
+            partial.replace(_result_file(workdir, *target))
+        except OSError:  # the session ended and its folder is gone
+            pass
+
+    for target in TARGETS:
+        process = subprocess.Popen(dry_run_command(*target, workdir), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        processes.append(process)
+        # A daemon thread: a session that ends before the dry runs does not wait for them.
+        threading.Thread(target=wait_for, args=(process, target), daemon=True).start()
+    atexit.register(lambda: [process.kill() for process in processes if process.poll() is None])
 
 
 @pytest.fixture(scope="module")
 def resolutions(tmp_path_factory) -> dict:
-    """Every target's dry run (started by conftest, or here if it was not)."""
+    """Every target's dry run (started by conftest, or here if it was not), as
+    ``subprocess.CompletedProcess``es."""
     start_resolutions(tmp_path_factory.mktemp("install"))
-    results = {target: future.result() for target, future in _STARTED.items()}
+    workdir = Path(os.environ[RESOLUTIONS_ENV])
+    deadline = time.monotonic() + RESOLUTION_SECONDS + 60
+    while not all(_result_file(workdir, *target).exists() for target in TARGETS):
+        assert time.monotonic() < deadline, f"the dry runs in {workdir} did not finish"
+        time.sleep(0.5)
+    results = {}
+    for target in TARGETS:
+        result = json.loads(_result_file(workdir, *target).read_text())
+        results[target] = subprocess.CompletedProcess([], result["returncode"], result["stdout"], result["stderr"])
     if all(UNREACHABLE.search(r.stderr) and r.returncode for r in results.values()):
         pytest.skip("the package index is unreachable from this machine; CI checks the install resolution")
     return results

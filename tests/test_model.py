@@ -101,6 +101,36 @@ def test_weight_averaging_is_saved_with_the_model_and_used_to_predict(tmp_path):
         ModelConfig(ema_momentum=1.0)
 
 
+def test_the_optimizer_is_built_with_the_model_so_the_first_step_is_traced_once():
+    import numpy as np
+
+    from model import compile_model
+
+    def traces_of_a_first_fit(model) -> int:
+        traced = []
+        train_step = model.train_step
+
+        def counted(data):  # Python in a tf.function runs only when it is traced
+            traced.append(1)
+            return train_step(data)
+
+        model.train_step = counted
+        rng = np.random.default_rng(0)
+        model.fit(rng.normal(size=(16, 32, 1)).astype("float32"), rng.integers(0, 2, (16, 1)).astype("float32"),
+                  batch_size=8, epochs=1, verbose=0, shuffle=False)
+        return len(traced)
+
+    config = ModelConfig(conv_filters=(4,), lstm_units=4, dense_units=4, spectrum_harmonics=0)
+    model = build_model(config, 32)
+    slots = len(model.optimizer.variables)
+    assert model.optimizer.built and slots > 2 * len(model.trainable_variables)
+    assert traces_of_a_first_fit(model) == 1 and len(model.optimizer.variables) == slots
+    # Built in the first step instead (a fresh, unbuilt Adam), TensorFlow traces it twice.
+    lazy = build_model(config, 32)
+    compile_model(lazy, config)
+    assert not lazy.optimizer.built and traces_of_a_first_fit(lazy) == 2
+
+
 def test_the_spectrum_branch_is_a_setting_left_out_of_older_fingerprints():
     model = build_model(ModelConfig(spectrum_harmonics=24), sequence_length=3197, channels=2)
     # 1319 trial periods (0.5-32 days of long cadences, a quarter of a frequency bin apart) x 24 harmonics.
