@@ -175,8 +175,9 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
     model = keras.Model(inputs, outputs, name="exoplanet_cnn_lstm")
     compile_model(model, config)
     # The optimizer's slots now, not in the first training step: a tf.function whose first trace
-    # creates variables is traced a second time, which made the first step's set-up 1.5 times as
-    # long (bench/first_epoch.py). Same zeros, same results, bit for bit.
+    # creates variables is traced a second time, which made the default network's first step
+    # take 5.4 s to set up instead of 2.4 s (bench/first_epoch.py, 2-core Xeon). Same zeros,
+    # same results, bit for bit.
     model.optimizer.build(model.trainable_variables)
     return model
 
