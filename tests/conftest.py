@@ -27,8 +27,12 @@ def pytest_configure(config):
     With pytest-xdist here, in the controller, before its workers start: they inherit the
     folder the results go to (``test_install.RESOLUTIONS_ENV``), so whichever worker runs the
     install tests reads them; before, that worker started them itself and waited two minutes.
-    Only when the tests asked for include tests/test_install.py."""
+    Only when the tests asked for include tests/test_install.py and no -k or -m picks among them
+    (the controller cannot tell whether it picks the install tests; their fixture then starts
+    the dry runs in the worker that runs them)."""
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if config.getoption("keyword", "") or config.getoption("markexpr", ""):
         return
     if any(_includes_install_tests(config.invocation_params.dir / arg.split("::")[0]) for arg in config.args):
         _start_resolutions()
