@@ -68,7 +68,7 @@ def harmonic_index(sequence_length: int, harmonics: int) -> tuple[np.ndarray, np
     ([8, 16, 24], [21, 42, 62], [1.0, 1.0, 1.0])
     """
     length = fft_length(sequence_length)
-    index = np.rint(_fundamentals(sequence_length)[:, None] * np.arange(1, harmonics + 1)[None, :]).astype(np.int64)
+    index = np.rint(_harmonic_bins(sequence_length, harmonics)).astype(np.int64)
     last = length // 2
     return np.minimum(index, last).astype(np.int32), (index <= last).astype(np.float32)
 
@@ -95,7 +95,7 @@ def fold_phase(sequence_length: int, harmonics: int) -> tuple[np.ndarray, np.nda
     ((52, 3), True)
     """
     middle = 0.5 * (sequence_length - 1)
-    frequency = _fundamentals(sequence_length)[:, None] * np.arange(1, harmonics + 1)[None, :] / fft_length(sequence_length)
+    frequency = _harmonic_bins(sequence_length, harmonics) / fft_length(sequence_length)
     angle = 2 * np.pi * frequency * middle
     return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
 
@@ -105,6 +105,12 @@ def _fundamentals(sequence_length: int) -> np.ndarray:
     length = fft_length(sequence_length)
     longest = min(PERIOD_CADENCES[1], 0.5 * sequence_length)
     return np.arange(length / longest, length / PERIOD_CADENCES[0], FUNDAMENTAL_STEP_BINS)
+
+
+def _harmonic_bins(sequence_length: int, harmonics: int) -> np.ndarray:
+    """[periods, harmonics] each trial period's first ``harmonics`` harmonics in (fractional) bins
+    of ``fft_length``: where ``harmonic_index`` reads the spectrum and ``fold_phase`` turns it."""
+    return _fundamentals(sequence_length)[:, None] * np.arange(1, harmonics + 1)[None, :]
 
 
 @cache
