@@ -8,7 +8,7 @@ import pytest
 
 from preprocessing import (PreprocessingConfig, bin_onto_grid, clip_and_compress, fill_missing, find_steps,
                            local_quadratic_trend, noise_on_timescale, preprocess, robust_normalise, robust_trend,
-                           step_jumps, window_starts)
+                           running_median, step_jumps, window_starts)
 
 CADENCE_DAYS = 29.4244 / 1440
 
@@ -121,6 +121,51 @@ def test_a_step_is_taken_out_of_the_trend_and_a_transit_is_not(tmp_path):
     assert PreprocessingConfig().step_sigma == 0.0
     with pytest.raises(ValueError, match="step_sigma must be 0"):
         PreprocessingConfig(step_sigma=-1.0)
+
+
+def test_a_deep_transit_reads_its_depth_and_a_flare_leaves_no_dips_beside_it(tmp_path):
+    """The unmasked first fit is pulled into a deep transit (up by a flare), away from the curve
+    half a window either side. Before 1.14 those lobes were masked too, the masked fit had too
+    little of each window left and kept the pulled trend: +5 sigma shoulders beside the transit,
+    which read 40 % shallow, and false dips beside the flare. ``median_first_mask`` masks only
+    what also stands out from a running median."""
+    config = PreprocessingConfig(sequence_length=800)
+    old = dataclasses.replace(config, median_first_mask=False)
+    rng = np.random.default_rng(5)
+    cadence = np.arange(800)
+    flux = rng.normal(0, 1.0, (2, 800)) + 5.0 * np.sin(2 * np.pi * cadence / 400)  # a spotted star
+    flux[0, 300:308] -= 100.0  # an 8-cadence transit of 100 sigma
+    flux[1, 500:503] += 50.0   # a 3-cadence flare
+    depth = clip_and_compress(np.array(-100.0), config.upper_clip, config.compress_scale)  # -29.98
+    out, before = preprocess(flux, config)[..., 0], preprocess(flux, old)[..., 0]
+    beside = np.r_[280:298, 310:328]
+    assert np.abs(out[0, beside]).max() < 4 and out[0, 300:308].mean() == pytest.approx(depth, abs=1.0)
+    assert before[0, beside].max() > 4.5  # the shoulders
+    sigmas = config.compress_scale * np.sinh(before[0, 300:308].mean() / config.compress_scale)
+    assert -70 < sigmas < -50  # the 100-sigma transit read 30-50 % shallow
+    near = np.r_[470:500, 503:533]
+    assert out[1, near].min() > -4 and before[1, near].min() < -4  # no false dip beside the flare
+    # Far from both, the curves are detrended alike (each row's scale, its robust sigma, differs a little).
+    np.testing.assert_allclose(out[:, 600:], before[:, 600:], rtol=0.15, atol=0.2)
+    # Saved and read back; settings saved before 1.14 read as off, as they trained; off keeps the
+    # fingerprint 1.13 made (its checkpoints resume with it set so).
+    saved = config.to_json()
+    del saved["median_first_mask"]
+    (tmp_path / "preprocessor.json").write_text(json.dumps(saved))
+    assert PreprocessingConfig.from_json_file(tmp_path / "preprocessor.json").median_first_mask is False
+    assert config.fingerprint()["median_first_mask"] is True and "median_first_mask" not in old.fingerprint()
+    with pytest.raises(ValueError, match="median_first_mask must be true or false"):
+        PreprocessingConfig(median_first_mask="yes")
+
+
+def test_running_median_known_values_and_stretches():
+    flux = np.array([[0.0, 0, 0, 9, 0, 0, 0, 5, 5, 5]])
+    np.testing.assert_array_equal(running_median(flux, 3), [[0, 0, 0, 0, 0, 0, 0, 5, 5, 5]])
+    # Each stretch alone, its ends as the array's; cadences in no stretch keep their value.
+    flux = np.array([[1.0, 9, 1, 1, 7, 7, 0, 5, 5, 5]])
+    segment = np.array([[0, 0, 0, 0, -1, -1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(running_median(flux, 3, segment), [[1, 1, 1, 1, 7, 7, 0, 5, 5, 5]])
+    assert running_median(flux, 3)[0, 6] == 5  # across the gap: the 7 before it counts
 
 
 def test_robust_normalise_known_values_and_scale_invariance():

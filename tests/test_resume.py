@@ -146,6 +146,12 @@ def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(
                                                                                  '"injected_planet_max_dip": 0'))
     result = run_trainer(workdir, "--config", str(anywhere), "--epochs", str(EPOCHS + 1))
     assert result.returncode == 2 and "split.injected_planet_max_dip 50.0 -> (not set)" in result.stderr
+    # 1.13's detrending (the first mask without the running median), the same way.
+    unmedianed = config.parent / "first_mask_as_1_13.json"
+    unmedianed.write_text(config.read_text().replace('"detrend_window": 21', '"detrend_window": 21, '
+                                                                             '"median_first_mask": false'))
+    result = run_trainer(workdir, "--config", str(unmedianed), "--epochs", str(EPOCHS + 1))
+    assert result.returncode == 2 and "preprocessing.median_first_mask True -> (not set)" in result.stderr
     # A data setting changed: named as the setting, read from the cache the checkpoint was made with.
     detrended = config.parent / "detrended.json"
     detrended.write_text(config.read_text().replace('"detrend_window": 21', '"detrend_window": 23'))
