@@ -102,7 +102,7 @@ class PreprocessingConfig:
     # hardly moves. A deep transit pulls the first fit down (a flare up), with lobes of the other
     # sign half a window away; before 1.14 those lobes were masked as dips too, less than half of
     # each window beside the transit was left, and the fit kept the pulled trend: every deep
-    # transit read 40 % shallow between two +5 sigma shoulders, and a flare had false dips
+    # transit read 30-50 % shallow between two +5 sigma shoulders, and a flare had false dips
     # beside it (README, "Measured"). False: as before 1.14.
     median_first_mask: bool = True
     upper_clip: float = 5.0            # upward outliers (flares, cosmic rays) clipped here, in sigmas
