@@ -7,6 +7,8 @@
 
 Each script runs in its own process, one after another (never two at once: they time the
 machine), and writes ``results/bench/<name>.json``; the table is built from those files.
+Then the tests marked slow, which the suite skips to stay within 10 minutes
+(``python3 -m pytest -q --run-slow -m slow``; not with --only or --table).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ QUICK = {
     "distributed_overhead": ["--rows", "500", "--epochs", "3", "--repeats", "1"],
     "spectrum_cost": ["--epochs", "3", "--repeats", "1", "--rows", "400"],
     "first_epoch": ["--repeats", "1"],
+    "plot_speed": ["--repeats", "2"],
 }
 
 
@@ -164,6 +167,16 @@ def table(results: dict) -> list[str]:
                     f"first step: {setup['default']['lazy']:.1f} s ({r['ratio_built_to_lazy']['default']:.2f}x), "
                     f"{setup['tiny']['lazy']:.1f} s ({r['ratio_built_to_lazy']['tiny']:.2f}x) | - | - | "
                     f"{r['repeats']} fresh processes each |")
+    if "plot_speed" in results:
+        r = results["plot_speed"]
+        median = r["median_seconds"]
+        rows.append(f"| Stage 7's many-panel figures ({command('plot_speed')}) | fixed margins: history "
+                    f"{median['training_history']['fixed margins']:.2f} s, gallery "
+                    f"{median['light_curve_gallery']['fixed margins']:.2f} s | matplotlib's tight layout: "
+                    f"{median['training_history']['tight_layout']:.2f} s "
+                    f"({median['training_history']['ratio']:.2f}x), {median['light_curve_gallery']['tight_layout']:.2f} s "
+                    f"({median['light_curve_gallery']['ratio']:.2f}x) | - | - | {r['rows']} curves, "
+                    f"{r['repeats']} repeats |")
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in results.values()}
     for described in sorted(machines):
         rows.append("")
@@ -186,6 +199,10 @@ def main():
             started = time.perf_counter()
             subprocess.run(command, check=True)
             print(f"=== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    if not (args.table or args.only):
+        command = [sys.executable, "-m", "pytest", "-q", "--run-slow", "-m", "slow"]
+        print(f"\n=== {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
     results = {}
     for name in QUICK:
         path = ROOT / "results" / "bench" / f"{name}.json"

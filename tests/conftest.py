@@ -38,8 +38,19 @@ def pytest_configure(config):
         _start_resolutions()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (minutes each; bench/run_all.py runs them)")
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Without pytest-xdist: start the install resolutions as soon as the tests are collected."""
+    """Skip the tests marked slow, unless --run-slow. Without pytest-xdist: start the install
+    resolutions as soon as the tests are collected."""
+    if not config.getoption("--run-slow"):
+        skip = pytest.mark.skip(reason="slow: python3 -m pytest -q --run-slow -m slow (bench/run_all.py runs it)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
     if hasattr(config, "workerinput") or config.getoption("numprocesses", None):
         return
     if any(item.nodeid.split("::")[0].endswith("test_install.py") and "test_requirements_resolve" in item.nodeid
@@ -116,14 +127,40 @@ def tiny_config(tmp_path) -> Path:
     return path
 
 
+def made_once(tmp_path_factory, name: str, make) -> tuple[Path, dict]:
+    """A folder that ``make(folder)`` fills, once per test session, and the JSON record it returns.
+
+    With pytest-xdist every worker process would make its own session fixtures; these are
+    made by the first worker that asks, under a lock in the folder the workers' temporary
+    folders share, and read by the others (pytest-xdist's recipe for session fixtures). The
+    reference run is the costly one: one of them instead of one per worker."""
+    from atomic_io import _try_lock  # the checkpoint folder's lock: POSIX and Windows
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        return folder, make(folder)
+    shared = tmp_path_factory.getbasetemp().parent
+    folder, record = shared / name, shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "a+") as lock:
+        while not _try_lock(lock):  # another worker is making it
+            time.sleep(0.1)
+        if not record.exists():  # none made yet, or the worker making it failed: (re)make it
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            record.write_text(json.dumps(make(folder)))
+    return folder, json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A small labelled data set (from the built-in generator) shared by the training tests."""
     from synthetic_data import SyntheticConfig, write_synthetic_dataset
 
-    folder = tmp_path_factory.mktemp("tiny_data")
-    write_synthetic_dataset(folder, SyntheticConfig(**TINY_CONFIG["synthetic"]), seed=7)
-    return folder
+    def make(folder):
+        write_synthetic_dataset(folder, SyntheticConfig(**TINY_CONFIG["synthetic"]), seed=7)
+        return {}
+
+    return made_once(tmp_path_factory, "tiny_data", make)[0]
 
 
 def trainer_env() -> dict:
@@ -187,19 +224,22 @@ def assert_same_run(workdir, reference):
 
 @pytest.fixture(scope="session")
 def reference(tiny_data, tmp_path_factory):
-    """The uninterrupted run of EPOCHS epochs (and its wall time)."""
-    workdir = tmp_path_factory.mktemp("reference")
-    config = workdir / "tiny.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    shutil.copytree(tiny_data, workdir / "data")
-    started = time.monotonic()
-    result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
-    assert result.returncode == 0, result.stdout + result.stderr
-    # What the user's console showed, for the start-up and output-stream tests.
-    (workdir / "console.stdout").write_text(result.stdout)
-    (workdir / "console.stderr").write_text(result.stderr)
-    assert "No checkpoint found - starting fresh training" in result.stdout
-    assert f"Starting from epoch: 1/{EPOCHS}" in result.stdout
-    return workdir, config, time.monotonic() - started
+    """The uninterrupted run of EPOCHS epochs (and its wall time). Tests read it, never write in it."""
+    def make(workdir):
+        config = workdir / "tiny.json"
+        config.write_text(json.dumps(TINY_CONFIG))
+        shutil.copytree(tiny_data, workdir / "data")
+        started = time.monotonic()
+        result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
+        assert result.returncode == 0, result.stdout + result.stderr
+        # What the user's console showed, for the start-up and output-stream tests.
+        (workdir / "console.stdout").write_text(result.stdout)
+        (workdir / "console.stderr").write_text(result.stderr)
+        assert "No checkpoint found - starting fresh training" in result.stdout
+        assert f"Starting from epoch: 1/{EPOCHS}" in result.stdout
+        return {"seconds": time.monotonic() - started}
+
+    workdir, record = made_once(tmp_path_factory, "reference", make)
+    return workdir, workdir / "tiny.json", record["seconds"]
 
 

@@ -82,6 +82,7 @@ def final_digest(text):
     return lines[-1].split()[-1]
 
 
+@pytest.mark.slow  # six trainer processes, 2-4 minutes on 2 cores: bench/run_all.py runs it
 def test_two_workers_train_stop_when_one_is_killed_and_resume_bit_for_bit(tmp_path):
     from synthetic_data import SyntheticConfig, write_synthetic_dataset
 

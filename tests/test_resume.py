@@ -38,42 +38,43 @@ def test_resumed_at_several_epochs_equals_the_straight_run(reference, tiny_data,
         assert history["resumed_after"].tolist() == [2, 4]
 
 
-MAX_KILLS = 4  # kills per trial of the kill -9 test before a rerun is left to finish
+MAX_KILLS = 4  # kills of the kill -9 test before a rerun is left to finish
 
 
 def test_kill_9_at_random_instants_then_rerun_until_done(reference, tiny_data, tmp_path):
+    """One run killed at up to MAX_KILLS random instants (KILL_TEST_SEED picks them) and rerun.
+
+    One trial: every step of a save is crashed at in turn by the next test; this one adds kills
+    anywhere else (loading, the cache, a batch, the evaluation), as a user's would come."""
     ref, config, straight_seconds = reference
     chooser = random.Random(int(os.environ.get("KILL_TEST_SEED", "2026")))
-    for trial in range(2):
-        workdir = tmp_path / f"trial{trial}"
-        workdir.mkdir()
-        shutil.copytree(tiny_data, workdir / "data")
-        kills = 0
-        for attempt in range(12):
-            process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
-                                       cwd=workdir, env=trainer_env(), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            # After a few kills the rerun is left to finish: on a machine busier than when the
-            # reference was timed, every attempt could otherwise be killed before its first epoch.
-            timeout = None if kills >= MAX_KILLS else chooser.uniform(0.3 * straight_seconds, 1.0 * straight_seconds)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                kills += 1
-                continue
-            assert process.returncode == 0
-            if kills == 0:
-                # Finished before the first kill (runs vary up to 2x in time): start the trial over.
-                for folder in ("checkpoints", "models", "results"):
-                    shutil.rmtree(workdir / folder, ignore_errors=True)
-                continue
-            break
-        else:
-            pytest.fail("the run never finished after a kill")
-        assert kills >= 1
-        assert_same_run(workdir, ref)
+    workdir = make_workdir(tmp_path, tiny_data)
+    kills = 0
+    for attempt in range(12):
+        process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
+                                   cwd=workdir, env=trainer_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        # After a few kills the rerun is left to finish: on a machine busier than when the
+        # reference was timed, every attempt could otherwise be killed before its first epoch.
+        timeout = None if kills >= MAX_KILLS else chooser.uniform(0.3 * straight_seconds, 1.0 * straight_seconds)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        assert process.returncode == 0
+        if kills == 0:
+            # Finished before the first kill (runs vary up to 2x in time): start over.
+            for folder in ("checkpoints", "models", "results"):
+                shutil.rmtree(workdir / folder, ignore_errors=True)
+            continue
+        break
+    else:
+        pytest.fail("the run never finished after a kill")
+    assert kills >= 1
+    assert_same_run(workdir, ref)
 
 
 # (epoch, step) for each crashing run, and the epoch the next run must start from.
@@ -99,28 +100,35 @@ def test_crash_after_every_step_of_a_save_resumes_correctly(reference, tiny_data
     assert_same_run(workdir, ref)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_or_sigterm_during_epoch_2_stops_cleanly_and_resumes(reference, tiny_data, tmp_path, signum, code):
+def test_ctrl_c_then_sigterm_stop_cleanly_and_each_rerun_resumes(reference, tiny_data, tmp_path):
+    """Ctrl-C once epoch 1 is saved; the rerun gets SIGTERM once epoch 3 is; the last rerun finishes."""
     ref, config, _ = reference
     workdir = make_workdir(tmp_path, tiny_data)
     last_epoch = workdir / "checkpoints" / "last_epoch.txt"
-    process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
-                               cwd=workdir, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    deadline = time.monotonic() + 120
-    while not (last_epoch.exists() and last_epoch.read_text().strip() == "1"):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    process.send_signal(signum)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == code, output
-    assert "Rerun the same command to resume" in output and "Traceback" not in output
-    saved = int(last_epoch.read_text())
-    assert 1 <= saved < EPOCHS
+    resumed_after = []
+    for signum, code, after_epoch in ((signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 3)):
+        process = subprocess.Popen(trainer_command(workdir, "--config", str(config), "--epochs", str(EPOCHS)),
+                                   cwd=workdir, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        deadline = time.monotonic() + 120
+        while not (last_epoch.exists() and last_epoch.read_text().strip() == str(after_epoch)):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == code, output
+        assert "Rerun the same command to resume" in output and "Traceback" not in output
+        if resumed_after:
+            assert f"Resuming from epoch {resumed_after[-1] + 1}..." in output
+        saved = int(last_epoch.read_text())
+        assert after_epoch <= saved < EPOCHS
+        resumed_after.append(saved)
     result = run_trainer(workdir, "--config", str(config), "--epochs", str(EPOCHS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Resuming from epoch {saved + 1}..." in result.stdout
     assert_same_run(workdir, ref)
+    with np.load(workdir / "checkpoints" / "history.npz") as history:
+        assert history["resumed_after"].tolist() == resumed_after
 
 
 def test_changed_settings_stop_before_anything_is_written_and_fresh_starts_over(reference, tmp_path):

@@ -138,15 +138,15 @@ def test_cache_is_reused_then_rebuilt_on_changed_file_setting_or_corruption(tmp_
     assert "Found saved training data - loading" in again.stdout
     assert "48 curves (8 planet hosts)" not in again.stdout  # the CSV was not parsed again
 
-    _data(workdir, seed=1)  # same name, new content
-    changed = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
-    assert "out of date (file curves.csv changed)" in changed.stdout
-
+    # A file (same name, new content) and a setting changed: both named, in one line.
+    _data(workdir, seed=1)
     config = json.loads(tiny_config.read_text())
     config["preprocessing"]["detrend_window"] = 31
     tiny_config.write_text(json.dumps(config))
-    setting = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
-    assert "preprocessing.detrend_window 21 -> 31" in setting.stdout
+    changed = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
+    # The extra window follows the first (1.5 times it) and is named too.
+    assert ("out of date (file curves.csv changed, preprocessing.detrend_window 21 -> 31, "
+            "preprocessing.extra_detrend_windows [31] -> [47])") in changed.stdout
 
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     damaged = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1", "--fresh")
