@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    processed, labels = preprocessed_synthetic(400)[:2]
+    processed, labels = preprocessed_synthetic(400)
     rng = np.random.default_rng(0)
     epochs = np.arange(1, 61)
     history = {"epoch": epochs, "resumed_after": [20, 41]}
