@@ -86,6 +86,12 @@ class SplitConfig:
     # S/N range of the binaries' eclipses, log-uniform: the planets' range, so that depth in noise
     # units tells neither apart and only the shape of the dips does.
     injected_binary_snr: tuple[float, float] = (10.0, 1000.0)
+    # The injected binaries' eclipse durations (fractions of the period) and secondary depths
+    # (fractions of the primary's), each drawn uniformly: by default as the built-in binaries'
+    # (``synthetic_data.draw_binaries``). Real detached binaries also have narrower eclipses and
+    # secondaries too faint to see (a cool companion), dips a planet's transits resemble more.
+    injected_binary_width: tuple[float, float] = (0.04, 0.12)
+    injected_binary_secondary: tuple[float, float] = (0.05, 0.9)
     # The same injections into the validation split's non-hosts, after its own curves: hundreds of
     # validation hosts instead of a survey's few, so that the best epoch is chosen on transits
     # and binaries the network never trained on rather than on a handful of hosts. The
@@ -115,7 +121,8 @@ class SplitConfig:
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "injected_snr", tuple(float(v) for v in self.injected_snr))
-        object.__setattr__(self, "injected_binary_snr", tuple(float(v) for v in self.injected_binary_snr))
+        for name in ("injected_binary_snr", "injected_binary_width", "injected_binary_secondary"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if not 0.0 < self.validation_fraction < 0.5 or not 0.0 < self.test_fraction < 0.5:
             raise ValueError("validation_fraction and test_fraction must each be between 0 and 0.5, got "
                              f"{self.validation_fraction} and {self.test_fraction}")
@@ -134,6 +141,15 @@ class SplitConfig:
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0.0 < low_high[0] <= low_high[1]:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(low_high)}")
+        # An eclipse lasts a while, at most a quarter of the orbit (clear of the secondary); a
+        # secondary may be missing (0) and is at most as deep as the primary.
+        width, secondary = self.injected_binary_width, self.injected_binary_secondary
+        if len(width) != 2 or not 0.0 < width[0] <= width[1] <= 0.25:
+            raise ValueError("injected_binary_width must be [low, high] with 0 < low <= high <= 0.25 (fractions "
+                             f"of the period), got {list(width)}")
+        if len(secondary) != 2 or not 0.0 <= secondary[0] <= secondary[1] <= 1.0:
+            raise ValueError("injected_binary_secondary must be [low, high] with 0 <= low <= high <= 1 (fractions "
+                             f"of the primary's depth), got {list(secondary)}")
 
     def fingerprint(self) -> dict:
         """The settings the cache and checkpoints record (``data_cache.make_fingerprint``).
@@ -147,7 +163,8 @@ class SplitConfig:
 
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
-                    "injection_noise": "point_to_point", "injected_gap_fraction": 0.0, "injected_planet_max_dip": 0.0}
+                    "injection_noise": "point_to_point", "injected_gap_fraction": 0.0, "injected_planet_max_dip": 0.0,
+                    "injected_binary_width": (0.04, 0.12), "injected_binary_secondary": (0.05, 0.9)}
 INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
@@ -366,9 +383,11 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
 
 def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
                            cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
-                           noise: str = "point_to_point") -> Copies:
+                           noise: str = "point_to_point", width: tuple[float, float] = (0.04, 0.12),
+                           secondary: tuple[float, float] = (0.05, 0.9)) -> Copies:
     """Copies of the curves at ``source`` with one synthetic eclipsing binary added each
-    (``inject_eclipsing_binaries``); non-host copies."""
+    (``inject_eclipsing_binaries``; ``width`` and ``secondary`` as ``draw_binaries`` takes
+    them); non-host copies."""
     rows = source.size
     snr = log_uniform(rng, *snr_range, rows)
     time = np.arange(n) * cadence_days
@@ -377,7 +396,7 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
         # Drawn block by block of ``chunk_rows``, in order, before the threads add them: the same
         # binaries whatever the chunks and the threads (the plan's chunks are multiples of 256).
         def light_and_duration(rows: int) -> tuple[np.ndarray, np.ndarray]:
-            light, _, _, _, _, duration, _ = binary_light(draw_binaries(rng, rows),
+            light, _, _, _, _, duration, _ = binary_light(draw_binaries(rng, rows, width, secondary),
                                                           np.broadcast_to(time, (rows, n)).copy())
             return light, duration
 
@@ -389,7 +408,7 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
     def skip(part: slice) -> None:
         rows = part.stop - part.start
         for start in range(0, rows, chunk_rows):
-            draw_binaries(rng, min(chunk_rows, rows - start))
+            draw_binaries(rng, min(chunk_rows, rows - start), width, secondary)
 
     return Copies("injected binaries", source, 0, make, skip)
 
@@ -538,7 +557,8 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
                                      np.random.default_rng([seed, 3]))]
     recipients = _planet_recipients(rows, label, config.injected_planet_max_dip, deepest_dips)
     planets = partial(plan_injected_planets, snr_range=config.injected_snr, noise=config.injection_noise)
-    binaries = partial(plan_injected_binaries, snr_range=config.injected_binary_snr, noise=config.injection_noise)
+    binaries = partial(plan_injected_binaries, snr_range=config.injected_binary_snr, noise=config.injection_noise,
+                       width=config.injected_binary_width, secondary=config.injected_binary_secondary)
     copies += _injections(rows["train"], label, cadences, seed, (
         (config.injected_fraction, planets, 6, recipients), (config.injected_binary_fraction, binaries, 7, None),
         (config.injected_gap_fraction, plan_injected_gaps, 10, None)))  # gaps are sized in sigmas, not by an S/N

@@ -215,20 +215,23 @@ def transit_loss(time, period, epoch, depth, density, u1, u2, impact):
     return _exposure_average(loss, time), duration
 
 
-def draw_binaries(rng, rows: int) -> dict:
+def draw_binaries(rng, rows: int, width: tuple[float, float] = (0.04, 0.12),
+                  secondary: tuple[float, float] = (0.05, 0.9)) -> dict:
     """The random parameters of ``rows`` eclipsing binaries (``binary_light``), drawn in a fixed order.
 
     Drawing is separate from modelling so that a caller can draw a block's numbers without
     modelling its light (``augmentation``: a worker making its share of the copies keeps the
-    generator in step with the others).
+    generator in step with the others). ``width`` (the eclipse's duration as a fraction of the
+    period) and ``secondary`` (the secondary eclipse's depth as a fraction of the primary's) are
+    drawn uniformly from these ranges; other ranges draw as many numbers, so the rest stay the same.
     """
     period = log_uniform(rng, 0.3, 30.0, rows)
     epoch = rng.uniform(0.0, 1.0, rows) * period
     diluted = rng.random(rows) < 0.3
     depth = np.where(diluted, log_uniform(rng, 0.003, 0.03, rows), log_uniform(rng, 0.03, 0.5, rows))
-    width = rng.uniform(0.04, 0.12, rows)  # eclipse duration as a fraction of the period
+    width = rng.uniform(*width, rows)  # eclipse duration as a fraction of the period
     flat = rng.uniform(0.0, 0.3, rows)     # fraction of the eclipse at full depth: V to short U
-    secondary = rng.uniform(0.05, 0.9, rows)
+    secondary = rng.uniform(*secondary, rows)
     offset = rng.uniform(-0.02, 0.02, rows)  # e cos(omega) shifts the secondary eclipse
     ellipsoidal = log_uniform(rng, 1e-4, 1e-2, rows) * np.where(diluted, 0.1, 1.0)
     reflection = ellipsoidal * rng.uniform(0.0, 0.3, rows)

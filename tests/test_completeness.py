@@ -239,6 +239,40 @@ def test_injected_binaries_are_scaled_to_their_snr_and_stay_non_hosts():
     assert (label[train.index[train.augmented][-(binaries + gaps):]] == 0).all()
 
 
+def test_injected_binaries_take_their_eclipse_widths_and_secondaries_from_the_settings():
+    from augmentation import plan_injected_binaries
+    from synthetic_data import draw_binaries
+
+    built_in = draw_binaries(np.random.default_rng(3), 2000)
+    wider = draw_binaries(np.random.default_rng(3), 2000, width=(0.02, 0.12), secondary=(0.0, 0.9))
+    assert 0.04 <= built_in["width"].min() and built_in["width"].max() <= 0.12
+    assert 0.02 <= wider["width"].min() < 0.03 and wider["width"].max() <= 0.12
+    assert 0.05 <= built_in["secondary"].min() and wider["secondary"].min() < 0.01
+    # As many numbers drawn: every other parameter is the same binary's.
+    for key in ("period", "epoch", "diluted", "depth", "flat", "offset", "ellipsoidal", "reflection"):
+        np.testing.assert_array_equal(built_in[key], wider[key])
+    # Narrow eclipses and no secondary dim the star for a smaller share of the time: the median
+    # share of cadences below half the deepest dip is about 0.05 for the built-in binaries and
+    # 0.0125 for eclipses 2 % of the period long with no secondary.
+    flux = np.random.default_rng(6).normal(0.0, 1.0, (64, 3197))
+    shares = []
+    for shape in ({}, {"width": (0.02, 0.02), "secondary": (0.0, 0.0)}):
+        plan = plan_injected_binaries(np.arange(64), 3197, (100.0, 100.0), np.random.default_rng(5), **shape)
+        added = plan.make(flux) - flux
+        assert plan.label == 0 and (added.min(axis=1) < -3.0).all()
+        shares.append(np.median((added < 0.5 * added.min(axis=1, keepdims=True)).mean(axis=1)))
+    assert shares[0] > 0.04 and shares[1] < 0.02
+    # The defaults are the built-in binaries', left out of the fingerprint, so older caches resume.
+    assert "injected_binary_width" not in SplitConfig().fingerprint()
+    assert SplitConfig(injected_binary_secondary=(0.0, 0.9)).fingerprint()["injected_binary_secondary"] == (0.0, 0.9)
+    assert SplitConfig(injected_binary_secondary=[0, 0]).injected_binary_secondary == (0.0, 0.0)  # none
+    for bad in ({"injected_binary_width": (0.1, 0.05)}, {"injected_binary_width": (0.0, 0.1)},
+                {"injected_binary_width": (0.1, 0.3)}, {"injected_binary_secondary": (0.5, 1.5)},
+                {"injected_binary_secondary": (-0.1, 0.5)}, {"injected_binary_secondary": (0.5,)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SplitConfig(**bad)
+
+
 def test_injected_gaps_add_two_jumps_and_ramps_in_the_curves_own_noise_and_stay_non_hosts():
     from augmentation import GAP_JUMP_SIGMA, GAP_RAMP_SIGMA, GAP_SEPARATION_CADENCES, plan_injected_gaps
 
