@@ -62,8 +62,8 @@ import fingerprints
 from errors import TrainerError
 from memory import available_cores
 from preprocessing import PreprocessingConfig, deepest_dip, noise_on_timescale, point_to_point_sigma
-from synthetic_data import (CADENCE_DAYS, binary_light, draw_binaries, draw_geometry, draw_planets, log_uniform,
-                            transit_loss)
+from synthetic_data import (BINARY_SECONDARY, BINARY_WIDTH, CADENCE_DAYS, binary_light, draw_binaries, draw_geometry,
+                            draw_planets, log_uniform, transit_loss)
 
 SPLITS = ("train", "val", "test")
 PROGRESS_SECONDS = 10.0
@@ -90,8 +90,8 @@ class SplitConfig:
     # (fractions of the primary's), each drawn uniformly: by default as the built-in binaries'
     # (``synthetic_data.draw_binaries``). Real detached binaries also have narrower eclipses and
     # secondaries too faint to see (a cool companion), dips a planet's transits resemble more.
-    injected_binary_width: tuple[float, float] = (0.04, 0.12)
-    injected_binary_secondary: tuple[float, float] = (0.05, 0.9)
+    injected_binary_width: tuple[float, float] = BINARY_WIDTH
+    injected_binary_secondary: tuple[float, float] = BINARY_SECONDARY
     # The same injections into the validation split's non-hosts, after its own curves: hundreds of
     # validation hosts instead of a survey's few, so that the best epoch is chosen on transits
     # and binaries the network never trained on rather than on a handful of hosts. The
@@ -120,8 +120,7 @@ class SplitConfig:
 
     def __post_init__(self):
         # JSON (--config) gives lists; keep the config hashable and comparable.
-        object.__setattr__(self, "injected_snr", tuple(float(v) for v in self.injected_snr))
-        for name in ("injected_binary_snr", "injected_binary_width", "injected_binary_secondary"):
+        for name in ("injected_snr", "injected_binary_snr", "injected_binary_width", "injected_binary_secondary"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if not 0.0 < self.validation_fraction < 0.5 or not 0.0 < self.test_fraction < 0.5:
             raise ValueError("validation_fraction and test_fraction must each be between 0 and 0.5, got "
@@ -164,7 +163,7 @@ class SplitConfig:
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
                     "injection_noise": "point_to_point", "injected_gap_fraction": 0.0, "injected_planet_max_dip": 0.0,
-                    "injected_binary_width": (0.04, 0.12), "injected_binary_secondary": (0.05, 0.9)}
+                    "injected_binary_width": BINARY_WIDTH, "injected_binary_secondary": BINARY_SECONDARY}
 INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
@@ -383,8 +382,8 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
 
 def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
                            cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
-                           noise: str = "point_to_point", width: tuple[float, float] = (0.04, 0.12),
-                           secondary: tuple[float, float] = (0.05, 0.9)) -> Copies:
+                           noise: str = "point_to_point", width: tuple[float, float] = BINARY_WIDTH,
+                           secondary: tuple[float, float] = BINARY_SECONDARY) -> Copies:
     """Copies of the curves at ``source`` with one synthetic eclipsing binary added each
     (``inject_eclipsing_binaries``; ``width`` and ``secondary`` as ``draw_binaries`` takes
     them); non-host copies."""

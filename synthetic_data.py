@@ -75,6 +75,10 @@ CADENCE_DAYS = 29.4244 / 1440.0
 EXPOSURE_SECONDS = 1765.5
 N_CADENCES = 3197
 GAP_SKIP_DAYS = (0.5, 4.0)   # time a closed-up gap skips (a downlink); a search over the cadences knows no more
+# A binary's eclipse duration as a fraction of the period, and its secondary eclipse's depth as a
+# fraction of the primary's (``draw_binaries``; uniform in these ranges).
+BINARY_WIDTH = (0.04, 0.12)
+BINARY_SECONDARY = (0.05, 0.9)
 SUBEXPOSURES = 5
 HARD_NEGATIVE_KINDS = {  # share of all non-hosts
     "eclipsing_binary": 0.12,
@@ -215,8 +219,8 @@ def transit_loss(time, period, epoch, depth, density, u1, u2, impact):
     return _exposure_average(loss, time), duration
 
 
-def draw_binaries(rng, rows: int, width: tuple[float, float] = (0.04, 0.12),
-                  secondary: tuple[float, float] = (0.05, 0.9)) -> dict:
+def draw_binaries(rng, rows: int, width: tuple[float, float] = BINARY_WIDTH,
+                  secondary: tuple[float, float] = BINARY_SECONDARY) -> dict:
     """The random parameters of ``rows`` eclipsing binaries (``binary_light``), drawn in a fixed order.
 
     Drawing is separate from modelling so that a caller can draw a block's numbers without
@@ -229,8 +233,8 @@ def draw_binaries(rng, rows: int, width: tuple[float, float] = (0.04, 0.12),
     epoch = rng.uniform(0.0, 1.0, rows) * period
     diluted = rng.random(rows) < 0.3
     depth = np.where(diluted, log_uniform(rng, 0.003, 0.03, rows), log_uniform(rng, 0.03, 0.5, rows))
-    width = rng.uniform(*width, rows)  # eclipse duration as a fraction of the period
-    flat = rng.uniform(0.0, 0.3, rows)     # fraction of the eclipse at full depth: V to short U
+    width = rng.uniform(*width, rows)   # eclipse duration as a fraction of the period
+    flat = rng.uniform(0.0, 0.3, rows)  # fraction of the eclipse at full depth: V to short U
     secondary = rng.uniform(*secondary, rows)
     offset = rng.uniform(-0.02, 0.02, rows)  # e cos(omega) shifts the secondary eclipse
     ellipsoidal = log_uniform(rng, 1e-4, 1e-2, rows) * np.where(diluted, 0.1, 1.0)
