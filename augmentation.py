@@ -92,6 +92,10 @@ class SplitConfig:
     # secondaries too faint to see (a cool companion), dips a planet's transits resemble more.
     injected_binary_width: tuple[float, float] = BINARY_WIDTH
     injected_binary_secondary: tuple[float, float] = BINARY_SECONDARY
+    # Binaries fainter than this S/N keep eclipses no narrower than the built-in binaries'
+    # narrowest (``widen_faint_eclipses``), so that only bright ones take the narrow end of
+    # ``injected_binary_width``; 0: every one draws from the whole range.
+    injected_binary_narrow_snr: float = 0.0
     # The same injections into the validation split's non-hosts, after its own curves: hundreds of
     # validation hosts instead of a survey's few, so that the best epoch is chosen on transits
     # and binaries the network never trained on rather than on a handful of hosts. The
@@ -131,6 +135,9 @@ class SplitConfig:
                      "validation_injected_binary_fraction", "injected_gap_fraction"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ValueError(f"{name} must be between 0 and 10, got {getattr(self, name)}")
+        if not 0.0 <= self.injected_binary_narrow_snr < 1e9:
+            raise ValueError("injected_binary_narrow_snr must be 0 (every binary draws from the whole width range) "
+                             f"or a positive S/N, got {self.injected_binary_narrow_snr}")
         if not 0.0 <= self.injected_planet_max_dip < 1e9:
             raise ValueError(f"injected_planet_max_dip must be 0 (any non-host) or a positive number of sigmas, "
                              f"got {self.injected_planet_max_dip}")
@@ -163,7 +170,8 @@ class SplitConfig:
 # Settings added since 1.5, with the value that leaves the split as it was before them.
 _ADDED_SINCE_1_5 = {"validation_injected_fraction": 0.0, "validation_injected_binary_fraction": 0.0,
                     "injection_noise": "point_to_point", "injected_gap_fraction": 0.0, "injected_planet_max_dip": 0.0,
-                    "injected_binary_width": BINARY_WIDTH, "injected_binary_secondary": BINARY_SECONDARY}
+                    "injected_binary_width": BINARY_WIDTH, "injected_binary_secondary": BINARY_SECONDARY,
+                    "injected_binary_narrow_snr": 0.0}
 INJECTION_NOISES = ("point_to_point", "transit_timescale")
 
 
@@ -383,9 +391,10 @@ def inject_planets(flux: np.ndarray, snr_range: tuple[float, float], rng: np.ran
 def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, float], rng: np.random.Generator,
                            cadence_days: float = CADENCE_DAYS, chunk_rows: int = 256,
                            noise: str = "point_to_point", width: tuple[float, float] = BINARY_WIDTH,
-                           secondary: tuple[float, float] = BINARY_SECONDARY) -> Copies:
+                           secondary: tuple[float, float] = BINARY_SECONDARY, narrow_snr: float = 0.0) -> Copies:
     """Copies of the curves at ``source`` with one synthetic eclipsing binary added each
     (``inject_eclipsing_binaries``; ``width`` and ``secondary`` as ``draw_binaries`` takes
+    them, the widths of binaries fainter than ``narrow_snr`` as ``widen_faint_eclipses`` makes
     them); non-host copies."""
     rows = source.size
     snr = log_uniform(rng, *snr_range, rows)
@@ -394,12 +403,14 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
     def make(flux: np.ndarray, part: slice) -> np.ndarray:
         # Drawn block by block of ``chunk_rows``, in order, before the threads add them: the same
         # binaries whatever the chunks and the threads (the plan's chunks are multiples of 256).
-        def light_and_duration(rows: int) -> tuple[np.ndarray, np.ndarray]:
-            light, _, _, _, _, duration, _ = binary_light(draw_binaries(rng, rows, width, secondary),
-                                                          np.broadcast_to(time, (rows, n)).copy())
+        def light_and_duration(start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+            binaries = draw_binaries(rng, rows, width, secondary)
+            binaries["width"] = widen_faint_eclipses(binaries["width"], snr[part][start:start + rows], width,
+                                                     narrow_snr)
+            light, _, _, _, _, duration, _ = binary_light(binaries, np.broadcast_to(time, (rows, n)).copy())
             return light, duration
 
-        signals = {start: light_and_duration(min(chunk_rows, len(flux) - start))
+        signals = {start: light_and_duration(start, min(chunk_rows, len(flux) - start))
                    for start in range(0, len(flux), chunk_rows)}
         # Centred: the out-of-eclipse light moves the signal's mean off zero.
         return _add_at_snr(flux, snr[part], lambda rows: signals[rows.start], True, chunk_rows, noise, cadence_days)
@@ -410,6 +421,27 @@ def plan_injected_binaries(source: np.ndarray, n: int, snr_range: tuple[float, f
             draw_binaries(rng, min(chunk_rows, rows - start), width, secondary)
 
     return Copies("injected binaries", source, 0, make, skip)
+
+
+def widen_faint_eclipses(width: np.ndarray, snr: np.ndarray, width_range: tuple[float, float],
+                         narrow_snr: float) -> np.ndarray:
+    """The eclipse widths (fractions of the period) drawn uniformly from ``width_range``, with
+    those of the binaries fainter than ``narrow_snr`` moved, in proportion, into the part of the
+    range no narrower than the built-in binaries' narrowest (``BINARY_WIDTH[0]``).
+
+    Narrow eclipses with no secondary are what a detached binary with a cool companion shows,
+    and what an M dwarf's planet shows too: tens of sigmas deep and an hour long, it is a planet
+    far more often than a binary, while a binary's dips are hundreds of sigmas deep (README,
+    "Measured"). So only bright injected binaries are narrow. ``narrow_snr`` 0: none moved.
+
+    >>> widen_faint_eclipses(np.array([0.02, 0.07, 0.12, 0.02]), np.array([10.0, 10.0, 10.0, 500.0]),
+    ...                      (0.02, 0.12), 300.0).round(3).tolist()
+    [0.04, 0.08, 0.12, 0.02]
+    """
+    low, high = width_range
+    faint_low, faint_high = max(low, BINARY_WIDTH[0]), max(high, BINARY_WIDTH[0])
+    share = (width - low) / (high - low) if high > low else np.zeros_like(width)
+    return np.where(snr < narrow_snr, faint_low + share * (faint_high - faint_low), width)
 
 
 def inject_eclipsing_binaries(flux: np.ndarray, snr_range: tuple[float, float], rng: np.random.Generator,
@@ -557,7 +589,8 @@ def plan_split(label: np.ndarray, star: np.ndarray | None, config: SplitConfig, 
     recipients = _planet_recipients(rows, label, config.injected_planet_max_dip, deepest_dips)
     planets = partial(plan_injected_planets, snr_range=config.injected_snr, noise=config.injection_noise)
     binaries = partial(plan_injected_binaries, snr_range=config.injected_binary_snr, noise=config.injection_noise,
-                       width=config.injected_binary_width, secondary=config.injected_binary_secondary)
+                       width=config.injected_binary_width, secondary=config.injected_binary_secondary,
+                       narrow_snr=config.injected_binary_narrow_snr)
     copies += _injections(rows["train"], label, cadences, seed, (
         (config.injected_fraction, planets, 6, recipients), (config.injected_binary_fraction, binaries, 7, None),
         (config.injected_gap_fraction, plan_injected_gaps, 10, None)))  # gaps are sized in sigmas, not by an S/N
