@@ -273,6 +273,37 @@ def test_injected_binaries_take_their_eclipse_widths_and_secondaries_from_the_se
             SplitConfig(**bad)
 
 
+def test_only_bright_injected_binaries_take_the_narrow_end_of_the_widths_when_narrow_snr_is_set():
+    from augmentation import plan_injected_binaries
+    from synthetic_data import log_uniform
+
+    flux = np.random.default_rng(6).normal(0.0, 1.0, (300, 3197))
+    snr = log_uniform(np.random.default_rng(5), 30.0, 3000.0, 300)  # the plan's first draw
+    shape = {"width": (0.02, 0.02), "secondary": (0.0, 0.0)}
+
+    def plan(**narrow):
+        return plan_injected_binaries(np.arange(300), 3197, (30.0, 3000.0), np.random.default_rng(5), **shape, **narrow)
+
+    whole = plan().make(flux)
+    np.testing.assert_array_equal(plan(narrow_snr=0.0).make(flux), whole)  # 0: none moved, the same bits
+    narrow = plan(narrow_snr=300.0)
+    added = np.concatenate([narrow.make(flux[:256]), narrow.make(flux[256:])]) - flux  # in two parts
+    np.testing.assert_array_equal(plan(narrow_snr=300.0).make(flux) - flux, added)
+    # Eclipses of 2 % of the period above S/N 300, of the built-in 4 % below: the share of
+    # cadences below half the deepest dip doubles for the faint ones (0.0125 -> 0.025) and stays
+    # as it was for the bright ones.
+    share = (added < 0.5 * added.min(axis=1, keepdims=True)).mean(axis=1)
+    before = ((whole - flux) < 0.5 * (whole - flux).min(axis=1, keepdims=True)).mean(axis=1)
+    bright = snr >= 300.0
+    assert 50 < bright.sum() < 250
+    assert np.median(before) < 0.016 and np.median(share[bright]) < 0.016 < 0.02 < np.median(share[~bright])
+    np.testing.assert_array_equal(added[bright], (whole - flux)[bright])
+    assert "injected_binary_narrow_snr" not in SplitConfig().fingerprint()
+    assert SplitConfig(injected_binary_narrow_snr=300).fingerprint()["injected_binary_narrow_snr"] == 300
+    with pytest.raises(ValueError, match="injected_binary_narrow_snr"):
+        SplitConfig(injected_binary_narrow_snr=-1.0)
+
+
 def test_injected_gaps_add_two_jumps_and_ramps_in_the_curves_own_noise_and_stay_non_hosts():
     from augmentation import GAP_JUMP_SIGMA, GAP_RAMP_SIGMA, GAP_SEPARATION_CADENCES, plan_injected_gaps
 
