@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# The shifts, as fractions of the window, of each scorer; each view is also read reversed.
+# Each scorer's shifts, in eighths of the window; each view is also read reversed.
 SHIFTS = {"2 views": (0,), "4 views": (0, 4), "8 views": (0, 2, 4, 6), "16 views": tuple(range(8))}
 EIGHTHS = 8
 
