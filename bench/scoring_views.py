@@ -27,14 +27,15 @@ EIGHTHS = 8
 
 def outputs_by_view(model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """[2 * EIGHTHS, rows]: the model's output for each curve shifted by each eighth of the
-    window (rounded to a cadence), as it is (even rows) and reversed (odd rows)."""
+    window (rounded down to a cadence, so that the half is ``model.views``' shift), as it is (even
+    rows) and reversed (odd rows)."""
     cadences = inputs.shape[1]
     out = np.empty((2 * EIGHTHS, len(inputs)))
     for start in range(0, len(inputs), batch_size):
         batch = np.asarray(inputs[start:start + batch_size])
         views = []
         for eighth in range(EIGHTHS):
-            shifted = np.roll(batch, int(round(eighth / EIGHTHS * cadences)), axis=1)
+            shifted = np.roll(batch, eighth * cadences // EIGHTHS, axis=1)
             views += [shifted, shifted[:, ::-1]]
         output = np.asarray(model.predict_on_batch(np.concatenate(views)), dtype=np.float64)[:, 0]
         out[:, start:start + len(batch)] = output.reshape(len(views), len(batch))
