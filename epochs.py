@@ -1,7 +1,8 @@
 """The epoch runner: training whose batch order and dropout masks depend only on (seed, epoch).
 
 Everything an epoch depends on that is not saved in the checkpoint is a pure function of
-(seed, epoch) here: the batch order (``epoch_order``), the view each training curve is read in
+(seed, epoch) here: the batch order (``epoch_order``; with ``TrainingConfig.epoch_parts`` > 1,
+also which part of the training curves the epoch reads), the view each training curve is read in
 (``epoch_views``: shifted circularly and reversed in time at random, ``TrainingConfig.random_views``)
 and the dropout seeds (``reset_random_state``). The whole run is one ``model.fit`` on one dataset that yields the
 epochs' batches back to back (``EpochRunner``); see training.py for why that gives exact resume.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from errors import TrainerError
 from memory import available_cores
 
 
@@ -20,9 +22,24 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
     return labels.size / (2.0 * np.maximum(counts, 1.0))
 
 
-def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
-    """The batch order of one epoch: a pure function of (seed, epoch), so a resumed run replays it."""
-    return np.random.default_rng([seed, 4, epoch]).permutation(rows)
+def epoch_order(seed: int, epoch: int, rows: int, parts: int = 1) -> np.ndarray:
+    """The rows one epoch reads, in batch order: a pure function of (seed, epoch), so a resumed
+    run replays it.
+
+    With ``parts`` > 1 an epoch reads ``rows // parts`` of the rows: epochs ``c * parts`` to
+    ``c * parts + parts - 1`` read the parts of one permutation drawn from (seed, c) in turn, so
+    each row is read at most once in those epochs (the ``rows % parts`` left over are a different
+    few each time).
+
+    >>> a, b, c = (epoch_order(1, epoch, 7, parts=2) for epoch in (0, 1, 2))
+    >>> len(a), len(set(a) | set(b)), sorted(a) == sorted(c)
+    (3, 6, False)
+    """
+    if parts == 1:
+        return np.random.default_rng([seed, 4, epoch]).permutation(rows)
+    cycle, part = divmod(epoch, parts)
+    size = rows // parts
+    return np.random.default_rng([seed, 13, cycle]).permutation(rows)[part * size:(part + 1) * size]
 
 
 def epoch_views(seed: int, epoch: int, rows: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,20 +115,25 @@ class EpochRunner:
     ``random_views`` each training curve is read in its view of the epoch (``epoch_views``): a
     fresh augmentation of every curve, hosts and non-hosts alike, at no cost of disk or memory;
     validation reads the curves as they are.
+    With ``epoch_parts`` > 1 each epoch reads a part of the training curves (``epoch_order``).
     ``fit`` trains a range of epochs in one Keras fit call on a dataset built for exactly those
     epochs.
     """
 
     def __init__(self, x_train, y_train, x_val, y_val, batch_size: int, seed: int, replicas: int = 1,
-                 random_views: bool = False):
+                 random_views: bool = False, epoch_parts: int = 1):
         import tensorflow as tf
 
         self.rows, self.seed, self.replicas, self.random_views = len(y_train), seed, replicas, random_views
+        self.parts, self.epoch_rows = epoch_parts, len(y_train) // epoch_parts
+        if self.epoch_rows < 1:
+            raise TrainerError(f"training.epoch_parts {epoch_parts} is more than the {self.rows} training curves; "
+                               f"set it to at most {self.rows} in --config")
         self.length = x_train.shape[1]
         # Under a tf.distribute strategy each global batch is split among the replicas, and a
         # replica given no rows fails (TensorFlow's CPU convolution returns a wrong shape for an
         # empty batch): an epoch's last batch with fewer rows than replicas joins the one before.
-        self.train_bounds = batch_bounds(self.rows, batch_size, replicas)
+        self.train_bounds = batch_bounds(self.epoch_rows, batch_size, replicas)
         self.val_bounds = batch_bounds(len(y_val), batch_size, replicas)
         self.steps_per_epoch = len(self.train_bounds) - 1
         self.class_weights = class_weights(y_train)
@@ -153,7 +175,7 @@ class EpochRunner:
             return curves, tf.gather(self.targets, rows), tf.gather(self.sample_weights, rows)
 
         def order_of(epoch):
-            rows = epoch_order(self.seed, int(epoch), self.rows)
+            rows = epoch_order(self.seed, int(epoch), self.rows, self.parts)
             shift, reverse = epoch_views(self.seed, int(epoch), self.rows, self.length) if self.random_views else \
                 (np.zeros(self.rows, np.int64), np.zeros(self.rows, bool))
             return rows.astype(np.int32), shift[rows].astype(np.int32), reverse[rows]
@@ -164,7 +186,7 @@ class EpochRunner:
             # make tf.data run the whole pipeline serially, without prefetching.
             made = tf.numpy_function(order_of, [epoch], (tf.int32, tf.int32, tf.bool), stateful=False)
             for part in made:
-                part.set_shape((self.rows,))
+                part.set_shape((self.epoch_rows,))
             return made
 
         # Each epoch is batched on its own, so its last, short batch never mixes with the next

@@ -62,6 +62,9 @@ class TrainingConfig:
     # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs; README, "Measured").
     early_stopping_patience: int = 12
     random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
+    # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order):
+    # a larger built-in set at the same cost an epoch. 1: every curve every epoch.
+    epoch_parts: int = 1
 
     def __post_init__(self):
         if int(self.epochs) < 1:
@@ -70,6 +73,8 @@ class TrainingConfig:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if int(self.early_stopping_patience) < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
+        if int(self.epoch_parts) < 1:
+            raise ValueError(f"epoch_parts must be a positive integer, got {self.epoch_parts}")
 
     def fingerprint(self) -> dict:
         """The settings a checkpoint is only valid for. ``epochs`` is not one: raising it extends a run.
@@ -77,11 +82,11 @@ class TrainingConfig:
         A setting added since 1.4 is left out at the value that trains as 1.4 did, so a 1.4
         checkpoint resumes with it set so (``{"training": {"random_views": false}}``).
         """
-        return fingerprints.settings(self, _ADDED_IN_1_5, leave_out=("epochs",))
+        return fingerprints.settings(self, _ADDED_SINCE_1_4, leave_out=("epochs",))
 
 
-# Settings added in 1.5, with the value that leaves training as it was before them.
-_ADDED_IN_1_5 = {"random_views": False}
+# Settings added since 1.4, with the value that leaves training as it was before them.
+_ADDED_SINCE_1_4 = {"random_views": False, "epoch_parts": 1}
 
 
 def training_fingerprint(model_config, training_config: TrainingConfig, seed: int, data_fingerprint: dict) -> dict:
@@ -241,12 +246,15 @@ def train(prepared: PreparedModel, data, config: TrainingConfig, seed: int, chec
     log.info("Starting from epoch: %d/%d", state.epoch + 1, total)
 
     runner = EpochRunner(data.inputs("train"), data.labels("train"), data.inputs("val"), data.labels("val"),
-                         config.batch_size, seed, replicas(strategy), config.random_views)
+                         config.batch_size, seed, replicas(strategy), config.random_views, config.epoch_parts)
     if replicas(strategy) > 1:
         log.info("Distributed over %d replicas: global batch %d, %d steps per epoch", replicas(strategy),
                  config.batch_size, runner.steps_per_epoch)
     log.info("Training on %d curves (%d planet hosts), validating on %d; class weights %.2f (non-host) / %.2f (host)",
              runner.rows, int(data.labels("train").sum()), len(data.labels("val")), *runner.class_weights)
+    if runner.parts > 1:
+        log.info("Each epoch reads %d of them, one of %d parts in turn (training.epoch_parts)", runner.epoch_rows,
+                 runner.parts)
 
     class RunLog(keras.callbacks.Callback):
         """The first batch, then after each checkpoint the epoch's line; stops early when due."""

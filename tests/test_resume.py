@@ -239,3 +239,41 @@ def test_each_epoch_reads_the_training_curves_in_views_drawn_from_seed_and_epoch
     for row in range(200):
         expected = np.roll(curves[row], shift[row], axis=0)
         assert np.array_equal(viewed[row], expected[::-1] if reverse[row] else expected)
+
+
+def test_epoch_parts_read_each_curve_once_a_cycle_and_resume_bit_for_bit(tiny_data, tmp_path):
+    """``TrainingConfig.epoch_parts``: each epoch reads one part of the training curves, drawn
+    from (seed, epoch); a run stopped after its first epoch and resumed ends as the straight run."""
+    import json
+
+    from conftest import TINY_CONFIG
+    from epochs import epoch_order
+
+    cycle = [epoch_order(42, epoch, 100, parts=3) for epoch in (3, 4, 5)]
+    assert [len(part) for part in cycle] == [33, 33, 33] and len(set(np.concatenate(cycle))) == 99
+    assert not np.array_equal(np.sort(epoch_order(42, 0, 100, parts=3)), np.sort(cycle[0]))
+    assert np.array_equal(epoch_order(42, 4, 100, parts=3), cycle[1])
+    assert np.array_equal(epoch_order(42, 4, 100), np.random.default_rng([42, 4, 4]).permutation(100))
+
+    config = tmp_path / "parts.json"
+    config.write_text(json.dumps(TINY_CONFIG | {"training": {"early_stopping_patience": 0, "epoch_parts": 2}}))
+    (tmp_path / "straight").mkdir(), (tmp_path / "resumed").mkdir()
+    straight, resumed = make_workdir(tmp_path / "straight", tiny_data), make_workdir(tmp_path / "resumed", tiny_data)
+    result = run_trainer(straight, "--config", str(config), "--epochs", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("Training on "))
+    rows = int(line.split()[2])
+    assert f"Each epoch reads {rows // 2} of them, one of 2 parts in turn" in result.stdout
+    for epochs in ("1", "3"):
+        result = run_trainer(resumed, "--config", str(config), "--epochs", epochs)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "Resuming from epoch 2..." in result.stdout
+    assert_same_run(resumed, straight)
+    # More parts than curves: a one-line error naming the setting (the checkpoint of 2 parts
+    # would be refused first, naming the change; --fresh starts over).
+    config.write_text(json.dumps(TINY_CONFIG | {"training": {"early_stopping_patience": 0, "epoch_parts": 10**6}}))
+    refused = run_trainer(resumed, "--config", str(config), "--epochs", "4")
+    assert refused.returncode == 2 and "training.epoch_parts 2 -> 1000000" in refused.stderr, refused.stderr
+    refused = run_trainer(resumed, "--config", str(config), "--epochs", "4", "--fresh")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"training.epoch_parts 1000000 is more than the {rows} training curves" in refused.stderr
