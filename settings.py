@@ -26,7 +26,7 @@ from synthetic_data import SyntheticConfig
 from training import TrainingConfig
 
 
-VERSION = "1.14.3"
+VERSION = "1.14.4"
 
 EXAMPLES = """\
 examples:
