@@ -83,19 +83,22 @@ class SplitConfig:
     injected_fraction: float = 2.0  # injected-planet copies per training non-host (0: none)
     injected_snr: tuple[float, float] = (10.0, 1000.0)  # S/N range of the injected transits, log-uniform
     injected_binary_fraction: float = 1.0  # injected eclipsing-binary copies per training non-host (label 0)
-    # S/N range of the binaries' eclipses, log-uniform: the planets' range, so that depth in noise
-    # units tells neither apart and only the shape of the dips does.
-    injected_binary_snr: tuple[float, float] = (10.0, 1000.0)
+    # S/N range of the binaries' eclipses, log-uniform: 30-3000 since 1.15 (the planets' 10-1000
+    # before). Few binaries are as faint as the planets to be found; drawn at the planets' S/N
+    # they taught the network that faint trains of dips are binaries (README, "Measured").
+    injected_binary_snr: tuple[float, float] = (30.0, 3000.0)
     # The injected binaries' eclipse durations (fractions of the period) and secondary depths
-    # (fractions of the primary's), each drawn uniformly: by default as the built-in binaries'
-    # (``synthetic_data.draw_binaries``). Real detached binaries also have narrower eclipses and
-    # secondaries too faint to see (a cool companion), dips a planet's transits resemble more.
-    injected_binary_width: tuple[float, float] = BINARY_WIDTH
-    injected_binary_secondary: tuple[float, float] = BINARY_SECONDARY
+    # (fractions of the primary's), each drawn uniformly; the built-in binaries' ranges
+    # (``synthetic_data.draw_binaries``) before 1.15. Real detached binaries also have narrower
+    # eclipses and secondaries too faint to see (a cool companion), dips a planet's transits
+    # resemble more: since 1.15 the ranges reach down to those.
+    injected_binary_width: tuple[float, float] = (0.02, 0.12)
+    injected_binary_secondary: tuple[float, float] = (0.0, 0.9)
     # Binaries fainter than this S/N keep eclipses no narrower than the built-in binaries'
     # narrowest (``widen_faint_eclipses``), so that only bright ones take the narrow end of
-    # ``injected_binary_width``; 0: every one draws from the whole range.
-    injected_binary_narrow_snr: float = 0.0
+    # ``injected_binary_width`` (a faint narrow one without a secondary is a planet's transit
+    # in all but name); 0: every one draws from the whole range.
+    injected_binary_narrow_snr: float = 300.0
     # The same injections into the validation split's non-hosts, after its own curves: hundreds of
     # validation hosts instead of a survey's few, so that the best epoch is chosen on transits
     # and binaries the network never trained on rather than on a handful of hosts. The

@@ -36,6 +36,7 @@ from checkpoint_callback import CheckpointStore
 from datasets import find_datasets, generate_built_in, label_survey_files, load_light_curves
 from errors import Interrupted, TrainerError
 from settings import Paths, SettingsError, parse_settings
+from synthetic_data import is_built_in
 
 log = logging.getLogger("hybrid_training")
 TRACEBACKS = "hybrid_training.tracebacks"
@@ -126,6 +127,7 @@ def run(settings, task, writes) -> None:
                 f"no light-curve files in {paths.data_dir} on this worker: every worker reads the chief's data; "
                 f"share the data folder, or copy it with its times (rsync -a), and rerun")
     files, survey_labels, labels_identity = label_survey_files(files, settings.labels, settings.allow_unlabelled)
+    settings = settings.for_data(built_in=is_built_in(paths.data_dir, [f.name for f in files]))
     fingerprint = data_cache.make_fingerprint([f.identity() for f in files], settings.preprocessing,
                                               settings.split, settings.seed, labels_identity)
     distribution.check_same_data(strategy, fingerprint)

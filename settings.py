@@ -26,7 +26,7 @@ from synthetic_data import SyntheticConfig
 from training import TrainingConfig
 
 
-VERSION = "1.14.4"
+VERSION = "1.15.0"
 
 EXAMPLES = """\
 examples:
@@ -123,6 +123,11 @@ class Settings:
     allow_unlabelled: bool = False   # skip survey files without a label instead of refusing
     combine: str = "max"             # a star's prediction from its windows' scores: max, mean, median
     distribute: str = "none"         # tf.distribute: none, mirrored (this machine's GPUs), multi-worker (TF_CONFIG)
+
+    def for_data(self, built_in: bool) -> Settings:
+        """These settings with what depends on the run's data settled: ``training.epoch_parts``
+        null is 3 on the built-in data and 1 on files of your own (``TrainingConfig.resolved``)."""
+        return dataclasses.replace(self, training=self.training.resolved(built_in))
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (paths as strings), the preprocessing as it is used (its windows resolved)."""

@@ -30,6 +30,7 @@ codes are 130 and 143. A second Ctrl-C exits immediately, which is as safe as a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import json
@@ -62,10 +63,11 @@ class TrainingConfig:
     # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs; README, "Measured").
     early_stopping_patience: int = 12
     random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
-    # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order):
-    # a larger built-in set at the same cost an epoch. 1 (every curve every epoch) stays the
-    # default: three parts of three times the curves lost the real_dev target (README, "Measured").
-    epoch_parts: int = 1
+    # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order).
+    # None: BUILT_IN_EPOCH_PARTS on the built-in data, three times 1.14's curves at the same cost
+    # an epoch (more stars, hosts and injections; README, "Measured"), and 1 on files of your
+    # own, whose epochs stay whole passes. Stage 1 resolves it (``resolved``).
+    epoch_parts: int | None = None
 
     def __post_init__(self):
         if int(self.epochs) < 1:
@@ -74,8 +76,19 @@ class TrainingConfig:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if int(self.early_stopping_patience) < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
-        if int(self.epoch_parts) < 1:
-            raise ValueError(f"epoch_parts must be a positive integer, got {self.epoch_parts}")
+        if self.epoch_parts is not None and int(self.epoch_parts) < 1:
+            raise ValueError(f"epoch_parts must be a positive integer or null (3 on the built-in data, 1 on "
+                             f"yours), got {self.epoch_parts}")
+
+    def resolved(self, built_in: bool) -> TrainingConfig:
+        """These settings with ``epoch_parts`` None replaced by its value for this run's data.
+
+        >>> TrainingConfig().resolved(built_in=True).epoch_parts, TrainingConfig().resolved(built_in=False).epoch_parts
+        (3, 1)
+        """
+        if self.epoch_parts is not None:
+            return self
+        return dataclasses.replace(self, epoch_parts=BUILT_IN_EPOCH_PARTS if built_in else 1)
 
     def fingerprint(self) -> dict:
         """The settings a checkpoint is only valid for. ``epochs`` is not one: raising it extends a run.
@@ -83,7 +96,13 @@ class TrainingConfig:
         A setting added since 1.4 is left out at the value that trains as 1.4 did, so a 1.4
         checkpoint resumes with it set so (``{"training": {"random_views": false}}``).
         """
+        if self.epoch_parts is None:
+            raise ValueError("epoch_parts is not resolved: call resolved() with the run's data first")
         return fingerprints.settings(self, _ADDED_SINCE_1_4, leave_out=("epochs",))
+
+
+# The built-in data's parts: 15000 curves (``SyntheticConfig.rows``), each epoch a third.
+BUILT_IN_EPOCH_PARTS = 3
 
 
 # Settings added since 1.4, with the value that leaves training as it was before them.

@@ -72,7 +72,8 @@ def main():
         write_synthetic_dataset(data, SyntheticConfig(rows=args.rows, completeness_rows=0), seed=42)
         config = Path(folder) / "config.json"
         config.write_text(json.dumps({"synthetic": {"rows": args.rows, "completeness_rows": 0},
-                                      "training": {"early_stopping_patience": 0}}))
+                                      # whole epochs: samples/s counts every training curve
+                                      "training": {"early_stopping_patience": 0, "epoch_parts": 1}}))
         speeds = {"plain": [], "1 worker": [], "2 workers": []}
         for repeat in range(args.repeats):
             for kind in speeds:  # interleaved, so drifts of the machine hit every kind alike

@@ -241,7 +241,7 @@ def test_injected_binaries_are_scaled_to_their_snr_and_stay_non_hosts():
 
 def test_injected_binaries_take_their_eclipse_widths_and_secondaries_from_the_settings():
     from augmentation import plan_injected_binaries
-    from synthetic_data import draw_binaries
+    from synthetic_data import BINARY_SECONDARY, BINARY_WIDTH, draw_binaries
 
     built_in = draw_binaries(np.random.default_rng(3), 2000)
     wider = draw_binaries(np.random.default_rng(3), 2000, width=(0.02, 0.12), secondary=(0.0, 0.9))
@@ -262,8 +262,11 @@ def test_injected_binaries_take_their_eclipse_widths_and_secondaries_from_the_se
         assert plan.label == 0 and (added.min(axis=1) < -3.0).all()
         shares.append(np.median((added < 0.5 * added.min(axis=1, keepdims=True)).mean(axis=1)))
     assert shares[0] > 0.04 and shares[1] < 0.02
-    # The defaults are the built-in binaries', left out of the fingerprint, so older caches resume.
-    assert "injected_binary_width" not in SplitConfig().fingerprint()
+    # The built-in binaries' ranges (the defaults before 1.15) are left out of the fingerprint, so
+    # older caches resume with them set so; since 1.15 the defaults reach narrower and fainter.
+    built_in = SplitConfig(injected_binary_width=BINARY_WIDTH, injected_binary_secondary=BINARY_SECONDARY)
+    assert not {"injected_binary_width", "injected_binary_secondary"} & set(built_in.fingerprint())
+    assert SplitConfig().fingerprint()["injected_binary_width"] == (0.02, 0.12)
     assert SplitConfig(injected_binary_secondary=(0.0, 0.9)).fingerprint()["injected_binary_secondary"] == (0.0, 0.9)
     assert SplitConfig(injected_binary_secondary=[0, 0]).injected_binary_secondary == (0.0, 0.0)  # none
     for bad in ({"injected_binary_width": (0.1, 0.05)}, {"injected_binary_width": (0.0, 0.1)},
@@ -298,8 +301,8 @@ def test_only_bright_injected_binaries_take_the_narrow_end_of_the_widths_when_na
     assert 50 < bright.sum() < 250
     assert np.median(before) < 0.016 and np.median(share[bright]) < 0.016 < 0.02 < np.median(share[~bright])
     np.testing.assert_array_equal(added[bright], (whole - flux)[bright])
-    assert "injected_binary_narrow_snr" not in SplitConfig().fingerprint()
-    assert SplitConfig(injected_binary_narrow_snr=300).fingerprint()["injected_binary_narrow_snr"] == 300
+    assert "injected_binary_narrow_snr" not in SplitConfig(injected_binary_narrow_snr=0).fingerprint()
+    assert SplitConfig().fingerprint()["injected_binary_narrow_snr"] == 300  # the default since 1.15
     with pytest.raises(ValueError, match="injected_binary_narrow_snr"):
         SplitConfig(injected_binary_narrow_snr=-1.0)
 

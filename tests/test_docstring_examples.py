@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ("completeness", "data_cache", "epochs", "evaluation", "preprocessing", "shards", "spectrum", "survey_files",
-           "transit_search")
+MODULES = ("augmentation", "completeness", "data_cache", "epochs", "evaluation", "preprocessing", "shards", "spectrum",
+           "survey_files", "training", "transit_search")
 
 
 @pytest.mark.parametrize("name", MODULES)

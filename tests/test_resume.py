@@ -277,3 +277,33 @@ def test_epoch_parts_read_each_curve_once_a_cycle_and_resume_bit_for_bit(tiny_da
     refused = run_trainer(resumed, "--config", str(config), "--epochs", "4", "--fresh")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"training.epoch_parts 1000000 is more than the {rows} training curves" in refused.stderr
+
+
+def test_epoch_parts_null_is_three_parts_of_the_built_in_data_and_whole_epochs_of_yours(tiny_data, tmp_path, tiny_config):
+    """The default ``epoch_parts`` (null) is settled at stage 1: 3 on the built-in data (its CSV
+    with the truth beside it), 1 on files of your own; the run records the number it used."""
+    import json
+
+    from training import TrainingConfig
+
+    assert TrainingConfig().epoch_parts is None
+    assert [TrainingConfig().resolved(built_in).epoch_parts for built_in in (True, False)] == [3, 1]
+    assert TrainingConfig(epoch_parts=2).resolved(built_in=True).epoch_parts == 2  # set: kept
+    with pytest.raises(ValueError, match="not resolved"):
+        TrainingConfig().fingerprint()
+    # Whole epochs are fingerprinted as before 1.14.4: checkpoints of your own data resume.
+    assert "epoch_parts" not in TrainingConfig().resolved(built_in=False).fingerprint()
+
+    for name in ("built_in", "own"):
+        (tmp_path / name).mkdir()
+    built_in, own = make_workdir(tmp_path / "built_in", tiny_data), make_workdir(tmp_path / "own", tiny_data)
+    for truth in (own / "data").rglob("*.truth.json"):
+        truth.unlink()  # the same curves, now a file of one's own
+    for workdir, parts in ((built_in, 3), (own, 1)):
+        result = run_trainer(workdir, "--config", str(tiny_config), "--epochs", "1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows = int(next(line for line in result.stdout.splitlines() if line.startswith("Training on ")).split()[2])
+        assert ("parts in turn" in result.stdout) == (parts == 3)
+        assert parts == 1 or f"Each epoch reads {rows // 3} of them, one of 3 parts in turn" in result.stdout
+        saved = json.loads((workdir / "results" / "settings.json").read_text())
+        assert saved["training"]["epoch_parts"] == parts
