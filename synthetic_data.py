@@ -94,7 +94,7 @@ HARD_NEGATIVE_KINDS = {  # share of all non-hosts
 class SyntheticConfig:
     """Size of the built-in data set written when the data folder holds no CSV."""
 
-    # 15000 since 1.15 (5000 before): three times the stars, hosts and injections for the same
+    # 15000 since 1.15 (5000 before): three times the stars, hosts and injections for about the
     # cost an epoch, each epoch reading a third (``TrainingConfig.epoch_parts``; README, "Measured").
     rows: int = 15000
     positive_fraction: float = 0.04

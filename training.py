@@ -64,7 +64,7 @@ class TrainingConfig:
     early_stopping_patience: int = 12
     random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
     # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order).
-    # None: BUILT_IN_EPOCH_PARTS on the built-in data, three times 1.14's curves at the same cost
+    # None: BUILT_IN_EPOCH_PARTS on the built-in data, three times 1.14's curves at about the cost
     # an epoch (more stars, hosts and injections; README, "Measured"), and 1 on files of your
     # own, whose epochs stay whole passes. Stage 1 resolves it (``resolved``).
     epoch_parts: int | None = None
