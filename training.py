@@ -77,8 +77,8 @@ class TrainingConfig:
         if int(self.early_stopping_patience) < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         if self.epoch_parts is not None and int(self.epoch_parts) < 1:
-            raise ValueError(f"epoch_parts must be a positive integer or null (3 on the built-in data, 1 on "
-                             f"yours), got {self.epoch_parts}")
+            raise ValueError(f"epoch_parts must be a positive integer or null ({BUILT_IN_EPOCH_PARTS} on the built-in "
+                             f"data, 1 on yours), got {self.epoch_parts}")
 
     def resolved(self, built_in: bool) -> TrainingConfig:
         """These settings with ``epoch_parts`` None replaced by its value for this run's data.

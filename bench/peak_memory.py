@@ -128,10 +128,10 @@ def run_scale(folder: Path, scale: int, rows: int, epochs: int, config: Path | N
     # the built-in generator's, whose default is a third of them an epoch.
     settings = json.loads(Path(config).read_text()) if config else {}
     settings["training"] = {"epoch_parts": 1} | settings.get("training", {})
-    config = folder / f"settings-{scale}x.json"
-    config.write_text(json.dumps(settings))
+    settings_file = folder / f"settings-{scale}x.json"
+    settings_file.write_text(json.dumps(settings))
     peak, stages, output = child_peak(trainer_command(run, data_at_scale(folder, scale, rows), "--epochs", str(epochs),
-                                                      "--config", str(config)))
+                                                      "--config", str(settings_file)))
     lines = output.splitlines()
     seconds = [float(m.group(1)) for m in map(EPOCH.match, lines) if m]
     training_rows = [int(m.group(1)) for m in map(TRAINING_ROWS.match, lines) if m][0]
