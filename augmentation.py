@@ -35,8 +35,8 @@ thermal ramp after each), which a Kaggle-layout row cannot show as gaps, and whi
 The validation split gets the same two injections into its own non-hosts
 (``validation_injected_fraction``, ``validation_injected_binary_fraction``), after its own
 curves. A survey-like validation split has a few dozen hosts; the best epoch chosen on them was
-measured to be an early one that unseen curves score worse than later epochs (README,
-"Measured"). With hundreds of injected hosts the choice rests on transits and binaries the
+measured to be an early one that unseen curves score worse than later epochs
+(docs/detector_levers.md). With hundreds of injected hosts the choice rests on transits and binaries the
 network never trained on. The decision threshold is chosen on the split's own curves alone.
 
 Planned here, made in stage 4. ``plan_split`` decides the split and every copy from the labels
@@ -85,7 +85,7 @@ class SplitConfig:
     injected_binary_fraction: float = 1.0  # injected eclipsing-binary copies per training non-host (label 0)
     # S/N range of the binaries' eclipses, log-uniform: 30-3000 since 1.15 (the planets' 10-1000
     # before). Few binaries are as faint as the planets to be found; drawn at the planets' S/N
-    # they taught the network that faint trains of dips are binaries (README, "Measured").
+    # they taught the network that faint trains of dips are binaries (docs/detector_levers.md).
     injected_binary_snr: tuple[float, float] = (30.0, 3000.0)
     # The injected binaries' eclipse durations (fractions of the period) and secondary depths
     # (fractions of the primary's), each drawn uniformly; the built-in binaries' ranges
@@ -109,20 +109,20 @@ class SplitConfig:
     # scatter, or "transit_timescale", its noise on the timescale of the injected dips
     # (``preprocessing.noise_on_timescale``, as the built-in hosts' S/N is counted), which
     # granulation can exceed many times over: point-to-point S/N buries some injected "hosts" in
-    # it. Measured side by side on two training seeds (README, "Measured"): no better on unseen
+    # it. Measured side by side on two training seeds (docs/detector_levers.md): no better on unseen
     # curves, and later best epochs (longer runs), so point-to-point stays the default.
     injection_noise: str = "point_to_point"
     # Copies of training non-hosts with the marks of two more closed-up gaps added
     # (``plan_injected_gaps``: a level jump and a thermal ramp after each, the second a few
     # cadences to a few days after the first), which stay non-hosts. The commonest impostor after
-    # the binaries: measured (README, "Measured"), most of the non-hosts that ranked with the
+    # the binaries: measured (docs/detector_levers.md), most of the non-hosts that ranked with the
     # hosts sat at a closed-up gap, and half of those between two.
     injected_gap_fraction: float = 0.5
     # Injected planets go only into non-hosts whose deepest dip (``preprocessing.deepest_dip``) is
     # at most this many point-to-point sigmas deep; 0: into any. A star with dips that deep of its
     # own (an eclipsing binary, most often) hides the injected transits beside them, and as a
     # host copy it teaches the network that binaries are hosts: the 1.12 default's highest-ranked
-    # non-hosts were binaries with eclipses hundreds of sigmas deep (README, "Measured").
+    # non-hosts were binaries with eclipses hundreds of sigmas deep (docs/detector_levers.md).
     injected_planet_max_dip: float = 50.0
 
     def __post_init__(self):
@@ -434,8 +434,8 @@ def widen_faint_eclipses(width: np.ndarray, snr: np.ndarray, width_range: tuple[
 
     Narrow eclipses with no secondary are what a detached binary with a cool companion shows,
     and what an M dwarf's planet shows too, only far shallower in noise units: after the
-    preprocessing L 98-59's transits read -8.5, EPIC 211309989's eclipses -36.6 (README,
-    "Measured"). So only bright injected binaries are narrow. ``narrow_snr`` 0: none moved.
+    preprocessing L 98-59's transits read -8.5, EPIC 211309989's eclipses -36.6
+    (docs/detector_levers.md). So only bright injected binaries are narrow. ``narrow_snr`` 0: none moved.
 
     >>> widen_faint_eclipses(np.array([0.02, 0.07, 0.12, 0.02]), np.array([10.0, 10.0, 10.0, 500.0]),
     ...                      (0.02, 0.12), 300.0).round(3).tolist()

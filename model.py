@@ -20,14 +20,14 @@ sequence length; the LSTM sees about 1.3 days per step, enough to relate transit
 but too coarse to add up the many shallow transits of a short-period planet. The spectrum
 branch (``spectrum_harmonics``, ``spectrum.py``) adds them up: a train of narrow dips puts its
 power at the harmonics of its period wherever the dips are. Measured side by side with the
-network without it (README, "Measured"), on 800 unseen hosts, two training seeds: PR AUC
+network without it (docs/detector_levers.md), on 800 unseen hosts, two training seeds: PR AUC
 +0.016-0.018, recall at S/N >= 12 at a 1 % false-positive rate +0.015-0.026, recall at
 precision 0.9 +0.010-0.011; for epochs 1.19 times as long (``bench/spectrum_cost.py``), so
 the default run stops at 60 epochs to stay within 15 minutes.
 ``spectrum_harmonics`` = 0 builds the network without it (1.11's default).
 
-Options, off by default because they did not win when measured side by side (README,
-"Measured"): ``global_pooling`` (global max and average pools beside the LSTM: best validation
+Options, off by default because they did not win when measured side by side
+(docs/detector_levers.md): ``global_pooling`` (global max and average pools beside the LSTM: best validation
 ROC AUC 0.866 -> 0.906, but on unseen curves ROC AUC 0.803 -> 0.800 and twice the
 false-positive rate on diluted eclipsing binaries; measured before the injected binaries),
 ``convs_per_stage`` > 1 with ``batch_norm`` (a deeper front end, 2.3 times as long per epoch on
@@ -42,7 +42,7 @@ Weight averaging (``ema_momentum``, default 0.999: about the last 1000 steps, tw
 default run): Adam keeps an exponential moving average of the weights (Polyak averaging, Keras'
 ``use_ema``); validation measures the averaged weights (``keras.callbacks.SwapEMAWeights``), and
 the saved files hold both, so training resumes exactly and ``evaluation.load_model_file``
-predicts with the average. Measured side by side with it off (README, "Measured"): a smooth
+predicts with the average. Measured side by side with it off (docs/detector_levers.md): a smooth
 validation curve (epoch-to-epoch changes of at most 0.009 instead of 0.05 in the default run)
 and, on unseen curves, better scores for one training seed and about the same for another.
 
@@ -162,7 +162,7 @@ def build_model(config: ModelConfig, sequence_length: int, channels: int = 1):
         # The power at each trial period's harmonics; two profiles over the harmonics at each
         # period (weighted harmonic sums, then their mixtures), and the strongest period's. The
         # first version (24 harmonics, the second convolution over 5 neighbouring periods) made
-        # epochs 1.6 times as long for about the same gains (README, "Measured").
+        # epochs 1.6 times as long for about the same gains (docs/detector_levers.md).
         spectrum = harmonic_power_layer()(config.spectrum_harmonics, sequence_length, coherent=config.spectrum_coherent,
                                           name="harmonic_power")(inputs)
         spectrum = keras.layers.Conv1D(16, 1, activation="relu", name="harmonic_profile")(spectrum)
@@ -231,7 +231,7 @@ def predict_scores(model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarr
     and ``--predict``.
 
     Averaging the views steadies the network's score: on 5000 unseen built-in curves the default
-    model's PR AUC rose from 0.572 to 0.595 and its ROC AUC from 0.810 to 0.813 (README, "Measured").
+    model's PR AUC rose from 0.572 to 0.595 and its ROC AUC from 0.810 to 0.813 (docs/detector_levers.md).
     """
     scores = np.empty(len(inputs), dtype=np.float64)
     for start in range(0, len(inputs), batch_size):

@@ -16,7 +16,7 @@ the same code serves training, evaluation and prediction, and nothing is fitted 
    level, or a sensitivity dropout) is found first (``find_steps``) and taken out of the curve
    before the fit, as the Kepler pipeline corrects discontinuities: a quadratic fitted across a
    jump leaves a one-sided dip beside it that looks like a transit. Off unless ``step_sigma``
-   is set: with it the default run found no more planets on unseen curves (README, "Measured").
+   is set: with it the default run found no more planets on unseen curves (docs/detector_levers.md).
 2. ``robust_normalise``: residual / (1.4826 * median absolute deviation), so values are in units
    of the curve's own noise. Shift and scale of the input (e-/s around a mean, ppm, relative
    flux) drop out exactly.
@@ -85,7 +85,7 @@ class PreprocessingConfig:
     # More input channels: the same curve detrended over each of these windows too (channel 0 is
     # ``detrend_window``'s). A short window follows the star, a long one keeps more of a long,
     # weak transit; one network reading both (1 day and 1.5 days) finds more planets than one
-    # reading either (README, "Measured"). Empty: one channel, as before 1.9. Not given: one
+    # reading either (docs/detector_levers.md). Empty: one channel, as before 1.9. Not given: one
     # window 1.5 times ``detrend_window`` (73 cadences beside 49), if it fits in the sequence.
     extra_detrend_windows: tuple[int, ...] | None = None
     trend_bin: int = 3                 # cadences summed per point of the masked trend fit (speed)
@@ -95,7 +95,7 @@ class PreprocessingConfig:
     # within two detrending windows (a transit's egress), is taken out of the curve before the
     # trend fit (``find_steps``): a closed-up gap of a Kaggle-layout row, a sensitivity dropout.
     # A fit across one leaves a false dip beside it. Off (0) by default: at 6 the default run
-    # found no more planets on unseen curves (README, "Measured").
+    # found no more planets on unseen curves (docs/detector_levers.md).
     step_sigma: float = 0.0
     # The first mask (of the unmasked first fit) takes only cadences that also stand out from a
     # running median over the window, which a transit or flare shorter than half the window
@@ -103,7 +103,7 @@ class PreprocessingConfig:
     # sign half a window away; before 1.14 those lobes were masked as dips too, less than half of
     # each window beside the transit was left, and the fit kept the pulled trend: every deep
     # transit read 30-50 % shallow between two +5 sigma shoulders, and a flare had false dips
-    # beside it (README, "Measured"). False: as before 1.14.
+    # beside it (docs/detector_levers.md). False: as before 1.14.
     median_first_mask: bool = True
     upper_clip: float = 5.0            # upward outliers (flares, cosmic rays) clipped here, in sigmas
     compress_scale: float = 10.0       # asinh compression: linear within about this many sigmas

@@ -26,7 +26,7 @@ from synthetic_data import SyntheticConfig
 from training import TrainingConfig
 
 
-VERSION = "1.15.0"
+VERSION = "1.15.1"
 
 EXAMPLES = """\
 examples:

@@ -28,7 +28,7 @@ as its root; summed as powers, the faintest train that shows falls only as the f
 the count. A sine (a pulsator, a spotted star) folds to a dip and a peak alike, a transit train
 to a dip alone. A closed-up gap breaks the phase, so the summed powers stay beside it. An
 option (``ModelConfig.spectrum_coherent``), off: side by side with the default it found no more
-hosts, for epochs 1.12 times as long (README, "Measured").
+hosts, for epochs 1.12 times as long (docs/detector_levers.md).
 """
 
 from __future__ import annotations

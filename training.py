@@ -60,12 +60,12 @@ class TrainingConfig:
     epochs: int = 60
     batch_size: int = 32
     # Stop after this many epochs without a better val_auc (0: never). 12 keeps a default run
-    # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs; README, "Measured").
+    # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs; docs/detector_levers.md).
     early_stopping_patience: int = 12
     random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
     # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order).
     # None: BUILT_IN_EPOCH_PARTS on the built-in data, three times 1.14's curves at about the cost
-    # an epoch (more stars, hosts and injections; README, "Measured"), and 1 on files of your
+    # an epoch (more stars, hosts and injections; docs/detector_levers.md), and 1 on files of your
     # own, whose epochs stay whole passes. Stage 1 resolves it (``resolved``).
     epoch_parts: int | None = None
 
