@@ -79,6 +79,18 @@ def trainer_command(run: Path, data: Path, *args: str) -> list[str]:
             "--results-dir", str(run / "results"), "--log-file", str(run / "log.txt"), *args]
 
 
+def whole_epochs(settings: dict) -> dict:
+    """Trainer settings (``--config``) with every training curve read every epoch, unless they set
+    ``training.epoch_parts`` themselves: on the built-in generator's data an epoch is otherwise a
+    third of them (``TrainingConfig.epoch_parts`` null), and a time per epoch would not count
+    every curve.
+
+    >>> whole_epochs({"training": {"early_stopping_patience": 0}})
+    {'training': {'epoch_parts': 1, 'early_stopping_patience': 0}}
+    """
+    return settings | {"training": {"epoch_parts": 1} | settings.get("training", {})}
+
+
 def write_result(name: str, result: dict) -> Path:
     from atomic_io import write_json
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, machine, trainer_command, write_result
+from common import ROOT, machine, trainer_command, whole_epochs, write_result
 from distribution import localhost_tf_configs
 
 
@@ -71,9 +71,8 @@ def main():
         data = Path(folder) / "data"
         write_synthetic_dataset(data, SyntheticConfig(rows=args.rows, completeness_rows=0), seed=42)
         config = Path(folder) / "config.json"
-        config.write_text(json.dumps({"synthetic": {"rows": args.rows, "completeness_rows": 0},
-                                      # whole epochs: samples/s counts every training curve
-                                      "training": {"early_stopping_patience": 0, "epoch_parts": 1}}))
+        config.write_text(json.dumps(whole_epochs({"synthetic": {"rows": args.rows, "completeness_rows": 0},
+                                                   "training": {"early_stopping_patience": 0}})))
         speeds = {"plain": [], "1 worker": [], "2 workers": []}
         for repeat in range(args.repeats):
             for kind in speeds:  # interleaved, so drifts of the machine hit every kind alike

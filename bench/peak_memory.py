@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine, trainer_command, write_result
+from common import machine, trainer_command, whole_epochs, write_result
 
 STAGE = re.compile(r"^\[(\d)/7\] (.+)$")
 EPOCH = re.compile(r"^Epoch \d+/\d+ .* - ([0-9.]+)s - checkpoint saved")
@@ -124,12 +124,8 @@ def run_scale(folder: Path, scale: int, rows: int, epochs: int, config: Path | N
     run = folder / f"run-{scale}x"
     subprocess.run(["rm", "-rf", str(run)], check=True)
     run.mkdir()
-    # Whole epochs, so that the epoch time per training curve counts every curve: the data are
-    # the built-in generator's, whose default is a third of them an epoch.
-    settings = json.loads(Path(config).read_text()) if config else {}
-    settings["training"] = {"epoch_parts": 1} | settings.get("training", {})
     settings_file = folder / f"settings-{scale}x.json"
-    settings_file.write_text(json.dumps(settings))
+    settings_file.write_text(json.dumps(whole_epochs(json.loads(Path(config).read_text()) if config else {})))
     peak, stages, output = child_peak(trainer_command(run, data_at_scale(folder, scale, rows), "--epochs", str(epochs),
                                                       "--config", str(settings_file)))
     lines = output.splitlines()

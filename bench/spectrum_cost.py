@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine, trainer_command, write_result
+from common import machine, trainer_command, whole_epochs, write_result
 
 VARIANTS = {"default (spectrum branch)": {}, "without the branch": {"model": {"spectrum_harmonics": 0}},
             "with the fold": {"model": {"spectrum_coherent": True}}}
@@ -59,9 +59,8 @@ def main():
             for number, (name, settings) in enumerate(VARIANTS.items()):
                 folder = Path(scratch) / f"run{repeat}_{number}"
                 folder.mkdir()
-                # Whole epochs (not the built-in data's thirds): the epoch the figures were measured on.
-                whole = {"synthetic": {"completeness_rows": 0}, "training": {"epoch_parts": 1}}
-                seconds[name] += epoch_seconds(folder, data, whole | settings, args.epochs)
+                seconds[name] += epoch_seconds(folder, data, whole_epochs({"synthetic": {"completeness_rows": 0}})
+                                               | settings, args.epochs)
     medians = {name: float(np.median(values)) for name, values in seconds.items()}
     ratio = medians["default (spectrum branch)"] / medians["without the branch"]
     fold_ratio = medians["with the fold"] / medians["default (spectrum branch)"]
