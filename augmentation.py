@@ -36,8 +36,9 @@ The validation split gets the same two injections into its own non-hosts
 (``validation_injected_fraction``, ``validation_injected_binary_fraction``), after its own
 curves. A survey-like validation split has a few dozen hosts; the best epoch chosen on them was
 measured to be an early one that unseen curves score worse than later epochs
-(docs/detector_levers.md). With hundreds of injected hosts the choice rests on transits and binaries the
-network never trained on. The decision threshold is chosen on the split's own curves alone.
+(docs/detector_levers.md). With hundreds of injected hosts the choice rests on transits and
+binaries the network never trained on. The decision threshold is chosen on the split's own
+curves alone.
 
 Planned here, made in stage 4. ``plan_split`` decides the split and every copy from the labels
 alone (which curve each copy comes from, and its random numbers); ``data_cache.build`` then makes
@@ -435,7 +436,8 @@ def widen_faint_eclipses(width: np.ndarray, snr: np.ndarray, width_range: tuple[
     Narrow eclipses with no secondary are what a detached binary with a cool companion shows,
     and what an M dwarf's planet shows too, only far shallower in noise units: after the
     preprocessing L 98-59's transits read -8.5, EPIC 211309989's eclipses -36.6
-    (docs/detector_levers.md). So only bright injected binaries are narrow. ``narrow_snr`` 0: none moved.
+    (docs/detector_levers.md). So only bright injected binaries are narrow. ``narrow_snr`` 0: none
+    moved.
 
     >>> widen_faint_eclipses(np.array([0.02, 0.07, 0.12, 0.02]), np.array([10.0, 10.0, 10.0, 500.0]),
     ...                      (0.02, 0.12), 300.0).round(3).tolist()

@@ -27,8 +27,8 @@ the default run stops at 60 epochs to stay within 15 minutes.
 ``spectrum_harmonics`` = 0 builds the network without it (1.11's default).
 
 Options, off by default because they did not win when measured side by side
-(docs/detector_levers.md): ``global_pooling`` (global max and average pools beside the LSTM: best validation
-ROC AUC 0.866 -> 0.906, but on unseen curves ROC AUC 0.803 -> 0.800 and twice the
+(docs/detector_levers.md): ``global_pooling`` (global max and average pools beside the LSTM:
+best validation ROC AUC 0.866 -> 0.906, but on unseen curves ROC AUC 0.803 -> 0.800 and twice the
 false-positive rate on diluted eclipsing binaries; measured before the injected binaries),
 ``convs_per_stage`` > 1 with ``batch_norm`` (a deeper front end, 2.3 times as long per epoch on
 2 cores), and ``bidirectional`` (the LSTM reads the steps both ways: on unseen curves ROC AUC
@@ -231,7 +231,8 @@ def predict_scores(model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarr
     and ``--predict``.
 
     Averaging the views steadies the network's score: on 5000 unseen built-in curves the default
-    model's PR AUC rose from 0.572 to 0.595 and its ROC AUC from 0.810 to 0.813 (docs/detector_levers.md).
+    model's PR AUC rose from 0.572 to 0.595 and its ROC AUC from 0.810 to 0.813
+    (docs/detector_levers.md).
     """
     scores = np.empty(len(inputs), dtype=np.float64)
     for start in range(0, len(inputs), batch_size):

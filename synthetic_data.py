@@ -95,7 +95,8 @@ class SyntheticConfig:
     """Size of the built-in data set written when the data folder holds no CSV."""
 
     # 15000 since 1.15 (5000 before): three times the stars, hosts and injections for about the
-    # cost an epoch, each epoch reading a third (``TrainingConfig.epoch_parts``; docs/detector_levers.md).
+    # cost an epoch, each epoch reading a third (``TrainingConfig.epoch_parts``;
+    # docs/detector_levers.md).
     rows: int = 15000
     positive_fraction: float = 0.04
     files: int = 1

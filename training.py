@@ -60,7 +60,8 @@ class TrainingConfig:
     epochs: int = 60
     batch_size: int = 32
     # Stop after this many epochs without a better val_auc (0: never). 12 keeps a default run
-    # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs; docs/detector_levers.md).
+    # within 15 minutes on 2 cores (20 before 1.9: runs of up to 100 epochs;
+    # docs/detector_levers.md).
     early_stopping_patience: int = 12
     random_views: bool = True           # each epoch, each training curve shifted circularly and reversed at random
     # Each epoch reads 1/epoch_parts of the training curves, the parts in turn (epochs.epoch_order).

@@ -125,7 +125,8 @@ def run_scale(folder: Path, scale: int, rows: int, epochs: int, config: Path | N
     subprocess.run(["rm", "-rf", str(run)], check=True)
     run.mkdir()
     settings_file = folder / f"settings-{scale}x.json"
-    settings_file.write_text(json.dumps(whole_epochs(json.loads(Path(config).read_text()) if config else {})))
+    settings = json.loads(Path(config).read_text()) if config else {}
+    settings_file.write_text(json.dumps(whole_epochs(settings)))
     peak, stages, output = child_peak(trainer_command(run, data_at_scale(folder, scale, rows), "--epochs", str(epochs),
                                                       "--config", str(settings_file)))
     lines = output.splitlines()

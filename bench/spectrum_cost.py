@@ -59,8 +59,8 @@ def main():
             for number, (name, settings) in enumerate(VARIANTS.items()):
                 folder = Path(scratch) / f"run{repeat}_{number}"
                 folder.mkdir()
-                seconds[name] += epoch_seconds(folder, data, whole_epochs({"synthetic": {"completeness_rows": 0}})
-                                               | settings, args.epochs)
+                variant = whole_epochs({"synthetic": {"completeness_rows": 0}} | settings)
+                seconds[name] += epoch_seconds(folder, data, variant, args.epochs)
     medians = {name: float(np.median(values)) for name, values in seconds.items()}
     ratio = medians["default (spectrum branch)"] / medians["without the branch"]
     fold_ratio = medians["with the fold"] / medians["default (spectrum branch)"]
