@@ -55,6 +55,9 @@ STRONG_SNR = 12.0
 GAP_NEAR_CADENCES = 40
 GAP_PAIR_CADENCES = 60
 KEPLER_MES_THRESHOLD = 7.1  # the Kepler pipeline's detection threshold (multiple-event statistic)
+# The survey S/N floors of ``headline_with_hosts_first``: from Kepler's threshold to where the
+# network finds nearly every host.
+DEMAND_SNR_FLOORS = (7.0, 10.0, 12.0, 15.0)
 
 
 def negative_classes(kind: np.ndarray, spot_amplitude: np.ndarray) -> np.ndarray:
@@ -300,35 +303,93 @@ def _best_of_noise_and_transit(snr, is_host, highest_noise, rng) -> np.ndarray:
     return np.where(is_host, np.maximum(highest_noise, at_transit), highest_noise)
 
 
+def gap_of_deepest_point(time: np.ndarray, deepest: int) -> str | None:
+    """Where a curve's deepest preprocessed point (``deepest``, a cadence) lies against the
+    closed-up gaps of its time stamps (``time``, which a Kaggle-layout row does not carry):
+    "beside" one gap, "between" two that lie within ``GAP_PAIR_CADENCES`` of each other (a
+    short stretch at another level, a box like a single transit), or None, farther than
+    ``GAP_NEAR_CADENCES`` from every gap.
+
+    >>> time = np.concatenate([np.arange(100.0), 105 + np.arange(30.0), 140 + np.arange(270.0)])
+    >>> [gap_of_deepest_point(time, cadence) for cadence in (90, 300, 125)]
+    ['between', None, 'between']
+    >>> gap_of_deepest_point(np.concatenate([np.arange(100.0), 105 + np.arange(300.0)]), 90)
+    'beside'
+    """
+    from transit_search import gap_ends
+
+    gaps = gap_ends(time)
+    if not gaps.size:
+        return None
+    distance = np.abs(gaps - deepest)
+    if distance.min() > GAP_NEAR_CADENCES:
+        return None
+    nearest = gaps[np.argmin(distance)]
+    paired = np.any((np.abs(gaps - nearest) <= GAP_PAIR_CADENCES) & (gaps != nearest))
+    return "between" if paired else "beside"
+
+
 def false_positives_at_precision(scores: np.ndarray, truth, deepest: np.ndarray, precision: float = 0.9) -> dict:
     """The non-hosts above the threshold of recall at ``precision``, which decide that figure and
     most of PR AUC: how many, how many have their deepest preprocessed point (``deepest``, a
     cadence per curve) at a closed-up gap of the generator's rows, beside one or between two
-    (``GAP_NEAR_CADENCES``, ``GAP_PAIR_CADENCES``; the gaps come from the truth's time stamps,
-    which a Kaggle-layout row does not carry), and the kinds of the others.
+    (``gap_of_deepest_point``), and the kinds of the others.
     """
     from evaluation import threshold_at_precision
-    from transit_search import gap_ends
 
     host = truth.label == 2
     _, threshold = threshold_at_precision(host, scores, precision)
     above = np.flatnonzero((scores >= threshold) & ~host)
     kinds = negative_classes(truth.kind, truth.spot_amplitude)
-    beside = between = 0
+    at_gap = {"beside": 0, "between": 0}
     others = {kind: 0 for kind in NEGATIVE_CLASSES}
     for row in above:
-        gaps = gap_ends(truth.time[row])
-        distance = np.abs(gaps - deepest[row])
-        if gaps.size and distance.min() <= GAP_NEAR_CADENCES:
-            nearest = gaps[np.argmin(distance)]
-            paired = np.any((np.abs(gaps - nearest) <= GAP_PAIR_CADENCES) & (gaps != nearest))
-            between += int(paired)
-            beside += int(not paired)
-        else:
+        place = gap_of_deepest_point(truth.time[row], deepest[row])
+        if place is None:
             others[kinds[row]] += 1
+        else:
+            at_gap[place] += 1
     return {"precision": precision, "threshold": threshold, "hosts": int(np.sum(scores[host] >= threshold)),
-            "non_hosts": int(above.size), "beside_a_gap": beside, "between_two_gaps": between,
+            "non_hosts": int(above.size), "beside_a_gap": at_gap["beside"], "between_two_gaps": at_gap["between"],
             "others_by_kind": others}
+
+
+def headline_with_hosts_first(scores: np.ndarray, truth, deepest: np.ndarray,
+                              snr_floors=DEMAND_SNR_FLOORS) -> list[dict]:
+    """What the headline figures ask of a scorer: its ROC AUC, PR AUC and recall at precision 0.9
+    if every host of survey S/N at or above each floor were ranked above every other curve, the
+    rest as scored; and the same with every non-host whose deepest preprocessed point
+    (``deepest``) lies at a closed-up gap (``gap_of_deepest_point``) ranked below every curve
+    too. A target above the second figure at a floor cannot be met without finding hosts below
+    that floor at a precision the scorer does not reach there.
+
+    Returns:
+        One entry per floor: ``snr_floor``, ``hosts_ranked_first``, the three figures, and
+        ``gap_dips_last`` (the count of those non-hosts and the three figures with them last).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from evaluation import recall_at_precision
+
+    host = np.asarray(truth.label) == 2
+    labels = host.astype(int)
+    snr = np.nan_to_num(np.asarray(truth.snr, dtype=np.float64))
+    scores = np.asarray(scores, dtype=np.float64)
+    at_gap = np.array([not host[row] and gap_of_deepest_point(truth.time[row], deepest[row]) is not None
+                       for row in range(host.size)], dtype=bool)
+
+    def figures(values: np.ndarray) -> dict:
+        return {"roc_auc": float(roc_auc_score(labels, values)), "pr_auc": float(average_precision_score(labels, values)),
+                "recall_at_precision_0.9": float(recall_at_precision(labels, values, 0.9))}
+
+    entries = []
+    for floor in snr_floors:
+        first = host & (snr >= floor)
+        promoted = np.where(first, scores.max() + 1.0, scores)
+        entries.append({"snr_floor": float(floor), "hosts_ranked_first": int(first.sum()), **figures(promoted),
+                        "gap_dips_last": {"non_hosts": int(at_gap.sum()),
+                                          **figures(np.where(at_gap, scores.min() - 1.0, promoted))}})
+    return entries
 
 
 def strong_hosts(truth) -> np.ndarray:

@@ -8,8 +8,8 @@ counts as recovered when the strongest dip found is its ephemeris and stands at 
 ``matches_ephemeris``), to count how many independent trials a blind search makes (its highest
 S/N in pure white noise: ``white_noise_peak_snr``, which sets the ideal observer's false alarms;
 ``white_noise_peak_snr_over_cadences`` the same for a search of a Kaggle-layout row, which
-knows no time stamps: ``segmented_search_snr``), and to fold the hosts shown in the results
-gallery at the period found.
+knows no time stamps: ``segmented_search_snr``, also run on the curves themselves by
+``segmented_peak_snr``), and to fold the hosts shown in the results gallery at the period found.
 
 The curves are the model's inputs: detrended, in units of their own noise, flares clipped. The
 Kaggle layout carries no time stamps, so cadence ``i`` is at ``i * cadence_days`` unless the
@@ -300,7 +300,16 @@ def white_noise_peak_snr_over_cadences(times: np.ndarray, workers: int = 1, seed
     """
     times = np.asarray(times, dtype=np.float64)
     noise = np.random.default_rng([seed, 17]).standard_normal(times.shape)
-    return np.array(_map_rows(_segmented_peak_one, noise, times, workers), dtype=np.float64)
+    return segmented_peak_snr(noise, times, workers)
+
+
+def segmented_peak_snr(curves: np.ndarray, times: np.ndarray, workers: int = 1) -> np.ndarray:
+    """[rows] the highest S/N ``segmented_search_snr`` finds in each row of ``curves`` (model
+    inputs: the first channel is searched), told where the row's closed-up gaps are (from its time
+    stamps ``times``) but searching its cadences: the ideal observer's search over the cadences,
+    on curves instead of white noise (``bench/search_on_curves.py``)."""
+    return np.array(_map_rows(_segmented_peak_one, first_channel(curves), np.asarray(times, dtype=np.float64), workers),
+                    dtype=np.float64)
 
 
 def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndarray, time: np.ndarray) -> np.ndarray:

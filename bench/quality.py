@@ -39,7 +39,10 @@ false-positive rate per kind of non-host, at the threshold that passes 1 % of th
 on the curves and the preprocessing, so they are cached in results/bench/. For the networks, the
 non-hosts that rank above the threshold of recall at precision 0.9, which decide that figure:
 how many lie at a closed-up gap of the generator's rows (beside one, or between two close ones,
-a box like a single transit), and the kinds of the others (``completeness.false_positives_at_precision``).
+a box like a single transit), and the kinds of the others (``completeness.false_positives_at_precision``);
+and what the headline figures ask of them: each figure as it would be had the network ranked
+every host at or above a survey S/N first, and also every non-host at a closed-up gap last
+(``completeness.headline_with_hosts_first``).
 
 The run is deterministic (same seed, same bits), so repetitions only vary the wall time (median
 reported); the script checks that their scores agree. ``--run DIR`` scores the models of an
@@ -202,8 +205,8 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
     several runs, "network" is the mean of their networks' scores (an ensemble), without a
     validation threshold."""
     from completeness import (FALSE_POSITIVE_THRESHOLD, KEPLER_MES_THRESHOLD, VALIDATION_THRESHOLD, completeness,
-                              false_positives_at_precision, fresh_built_in_set, recall_by_snr_per_transit,
-                              recovery_report, threshold_at_false_positive_rate)
+                              false_positives_at_precision, fresh_built_in_set, headline_with_hosts_first,
+                              recall_by_snr_per_transit, recovery_report, threshold_at_false_positive_rate)
     from synthetic_data import SyntheticConfig
     from memory import available_cores
     from preprocessing import PreprocessingConfig
@@ -250,6 +253,7 @@ def score(runs: list[Path], args) -> tuple[dict, dict, object, dict]:
             values >= thresholds[FALSE_POSITIVE_THRESHOLD], truth)
         if name in deepest:
             reports[name]["false_positives_at_precision_0.9"] = false_positives_at_precision(values, truth, deepest[name])
+            reports[name]["headline_with_hosts_first"] = headline_with_hosts_first(values, truth, deepest[name])
     for name, entries in false_alarms.items():
         reports[name] |= entries
     return reports, scores, truth, recovery
@@ -332,6 +336,16 @@ def print_tables(reports: dict, recovery: dict) -> None:
             entry = report["false_positives_at_precision_0.9"]
             print(f"{name:14}{entry['hosts']:7d}{entry['non_hosts']:11d}{entry['beside_a_gap']:8d}"
                   f"{entry['between_two_gaps']:9d}" + "".join(f"{entry['others_by_kind'][k]:9d}" for k in kinds))
+    print("\nWhat the headline figures ask: each network's, had it ranked every host of survey S/N at or above a "
+          "floor first (the rest as scored), and also every non-host whose deepest point lies at a closed-up gap last")
+    print(f"{'':22}{'hosts':>6}{'ROC AUC':>9}{'PR AUC':>8}{'recall@P0.9':>13}   {'gap dips last:':>14}{'ROC AUC':>9}"
+          f"{'PR AUC':>8}{'recall@P0.9':>13}")
+    for name, report in reports.items():
+        for entry in report.get("headline_with_hosts_first", []):
+            last = entry["gap_dips_last"]
+            print(f"{name + ', S/N >= %g' % entry['snr_floor']:22}{entry['hosts_ranked_first']:6d}{entry['roc_auc']:9.3f}"
+                  f"{entry['pr_auc']:8.3f}{entry['recall_at_precision_0.9']:13.3f}   {last['non_hosts']:14d}"
+                  f"{last['roc_auc']:9.3f}{last['pr_auc']:8.3f}{last['recall_at_precision_0.9']:13.3f}")
 
 
 def main():

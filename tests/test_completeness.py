@@ -8,7 +8,7 @@ import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
 from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, effective_trials,
-                          false_positives_at_precision, headline_metrics, ideal_observer_scores,
+                          false_positives_at_precision, headline_metrics, headline_with_hosts_first, ideal_observer_scores,
                           ideal_observer_scores_measured, injection_recovery,
                           interval, negative_classes, recall_by_snr_per_transit, recovery_report,
                           threshold_at_false_positive_rate)
@@ -71,6 +71,31 @@ def test_false_positives_at_precision_are_counted_by_hand_beside_and_between_gap
     assert entry["others_by_kind"]["eclipsing_binary"] == 1 and entry["others_by_kind"]["flares"] == 1
     assert sum(entry["others_by_kind"].values()) == 2
     json.dumps(entry)
+
+
+def test_headline_with_hosts_first_ranks_the_hosts_above_each_floor_first_and_the_gap_dips_last():
+    # Ten curves of 400 cadences, a closed-up gap after cadence 100 in each. Hosts 0-3 (S/N 20,
+    # 12, 8, 5); non-host 4 has its deepest point beside the gap, the others far from it.
+    time = np.tile(np.arange(400.0), (10, 1))
+    time[:, 100:] += 5.0
+    truth = SimpleNamespace(label=np.array([2, 2, 2, 2, 1, 1, 1, 1, 1, 1]), time=time,
+                            snr=np.array([20.0, 12.0, 8.0, 5.0] + [np.nan] * 6))
+    deepest = np.array([0, 0, 0, 0, 90, 300, 300, 300, 300, 300])
+    scores = np.array([0.9, 0.3, 0.2, 0.1, 0.95, 0.8, 0.6, 0.5, 0.4, 0.05])
+    floor_7, floor_10 = headline_with_hosts_first(scores, truth, deepest, snr_floors=(7.0, 10.0))
+    # S/N >= 10 first: host 0, host 1, non-hosts 4-8, host 2, host 3, non-host 9.
+    assert floor_10["hosts_ranked_first"] == 2
+    assert floor_10["pr_auc"] == pytest.approx((1 + 1 + 3 / 8 + 4 / 9) / 4)
+    assert floor_10["roc_auc"] == pytest.approx(14 / 24)          # 6 + 6 + 1 + 1 of 4 x 6 pairs
+    assert floor_10["recall_at_precision_0.9"] == 0.5
+    # And non-host 4 last: hosts 0, 1, non-hosts 5-8, hosts 2, 3, non-hosts 9, 4.
+    assert floor_10["gap_dips_last"]["non_hosts"] == 1
+    assert floor_10["gap_dips_last"]["pr_auc"] == pytest.approx((1 + 1 + 3 / 7 + 4 / 8) / 4)
+    assert floor_10["gap_dips_last"]["roc_auc"] == pytest.approx(16 / 24)
+    # S/N >= 7 first: hosts 0-2, non-hosts 4-8, host 3, non-host 9.
+    assert floor_7["hosts_ranked_first"] == 3 and floor_7["recall_at_precision_0.9"] == 0.75
+    assert floor_7["pr_auc"] == pytest.approx((3 + 4 / 9) / 4) and floor_7["roc_auc"] == pytest.approx(19 / 24)
+    json.dumps([floor_7, floor_10])
 
 
 def _scored_set(rows, seed):
@@ -438,6 +463,25 @@ def test_a_search_over_the_cadences_told_the_gaps_reads_a_planets_full_snr_acros
     # Skips known only to lie anywhere in a whole period: more trials, never a lower peak in noise.
     assert transit_search.segmented_search_snr(noise, gaps, skip_days=(0.0, 32.0)) >= \
         transit_search.segmented_search_snr(noise, gaps)
+
+
+def test_the_search_over_the_cadences_on_curves_reads_each_rows_planet_told_its_own_gaps():
+    # Three rows of 29 days, as model inputs (one channel): a gap in each at its own cadence, a
+    # planet in the first two, noise alone in the third.
+    cadence = np.arange(1400)
+    noise = np.random.default_rng(5).standard_normal((3, cadence.size))
+    times = np.stack([cadence * CADENCE_DAYS + (cadence >= gap) * 2.2 for gap in (400, 700, 900)])
+    in_transit = np.abs(transit_search.phase_offset(times, 3.7, 0.77)) < 0.12
+    curves = (noise - 0.6 * in_transit * np.array([[1.0], [1.0], [0.0]]))[..., None]
+    peaks = transit_search.segmented_peak_snr(curves, times, workers=2)
+    # Row by row, in row order, each told its own gap.
+    for row in range(3):
+        assert peaks[row] == transit_search.segmented_search_snr(curves[row, :, 0], [(400, 700, 900)[row]])
+    assert np.all(peaks[:2] > 0.85 * 0.6 * np.sqrt(in_transit[:2].sum(axis=1))) and peaks[2] < 6.0
+    # White noise is the same search on noise rows.
+    assert np.array_equal(transit_search.white_noise_peak_snr_over_cadences(times, seed=1),
+                          transit_search.segmented_peak_snr(np.random.default_rng([1, 17]).standard_normal(times.shape),
+                                                            times))
 
 
 def test_the_search_over_the_cadences_makes_more_trials_than_over_the_time_stamps():
