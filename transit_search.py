@@ -312,6 +312,21 @@ def segmented_peak_snr(curves: np.ndarray, times: np.ndarray, workers: int = 1) 
                     dtype=np.float64)
 
 
+def masked_at_gaps(curves: np.ndarray, times: np.ndarray, cadences: int) -> np.ndarray:
+    """[rows, cadences] the first channel of ``curves`` (model inputs) with every cadence within
+    ``cadences`` of a closed-up gap (``gap_ends`` of each row's ``times``) set to 0, the detrended
+    level: the residuals of a trend fitted across each gap taken out (``bench/search_on_curves.py``).
+
+    >>> masked_at_gaps(np.ones((1, 8, 2)), np.array([[0, 1, 2, 3, 6, 7, 8, 9.0]]), 1).tolist()
+    [[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]]
+    """
+    out = np.array(first_channel(curves), dtype=np.float64)
+    for row, time in enumerate(times):
+        for gap in gap_ends(time):
+            out[row, max(gap - cadences, 0):gap + cadences + 1] = 0.0
+    return out
+
+
 def matched_filter_snr(curves: np.ndarray, period: np.ndarray, duration: np.ndarray, time: np.ndarray) -> np.ndarray:
     """S/N of the best box at a given period and duration per row (only the phase is searched).
 
