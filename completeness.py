@@ -379,7 +379,8 @@ def headline_with_hosts_first(scores: np.ndarray, truth, deepest: np.ndarray,
                        for row in range(host.size)], dtype=bool)
 
     def figures(values: np.ndarray) -> dict:
-        return {"roc_auc": float(roc_auc_score(labels, values)), "pr_auc": float(average_precision_score(labels, values)),
+        return {"roc_auc": float(roc_auc_score(labels, values)),
+                "pr_auc": float(average_precision_score(labels, values)),
                 "recall_at_precision_0.9": float(recall_at_precision(labels, values, 0.9))}
 
     entries = []

@@ -343,8 +343,9 @@ def print_tables(reports: dict, recovery: dict) -> None:
     for name, report in reports.items():
         for entry in report.get("headline_with_hosts_first", []):
             last = entry["gap_dips_last"]
-            print(f"{name + ', S/N >= %g' % entry['snr_floor']:22}{entry['hosts_ranked_first']:6d}{entry['roc_auc']:9.3f}"
-                  f"{entry['pr_auc']:8.3f}{entry['recall_at_precision_0.9']:13.3f}   {last['non_hosts']:14d}"
+            print(f"{name + ', S/N >= %g' % entry['snr_floor']:22}{entry['hosts_ranked_first']:6d}"
+                  f"{entry['roc_auc']:9.3f}{entry['pr_auc']:8.3f}{entry['recall_at_precision_0.9']:13.3f}   "
+                  f"{last['non_hosts']:14d}"
                   f"{last['roc_auc']:9.3f}{last['pr_auc']:8.3f}{last['recall_at_precision_0.9']:13.3f}")
 
 

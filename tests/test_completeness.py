@@ -8,8 +8,8 @@ import pytest
 
 from augmentation import SplitConfig, inject_planets, split_and_augment
 from completeness import (FALSE_POSITIVE_THRESHOLD, bootstrap_headline, completeness, effective_trials,
-                          false_positives_at_precision, headline_metrics, headline_with_hosts_first, ideal_observer_scores,
-                          ideal_observer_scores_measured, injection_recovery,
+                          false_positives_at_precision, headline_metrics, headline_with_hosts_first,
+                          ideal_observer_scores, ideal_observer_scores_measured, injection_recovery,
                           interval, negative_classes, recall_by_snr_per_transit, recovery_report,
                           threshold_at_false_positive_rate)
 from synthetic_data import (CADENCE_DAYS, SyntheticConfig, generate_light_curves, truth_file,
