@@ -60,16 +60,22 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
     }
 
 
-def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float) -> float:
-    """The highest recall of any threshold whose precision is at least ``precision`` (0 if none).
+def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float,
+                        sample_weight: np.ndarray | None = None) -> float:
+    """The highest recall of any threshold whose precision is at least ``precision`` (0 if none);
+    ``sample_weight``: each curve counted that many times (a sample standing for a whole set).
 
     >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75)  # all four: 3 of 4
     1.0
+    >>> recall_at_precision(np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.1]), 0.75,
+    ...                     sample_weight=np.array([1, 3, 1, 1]))  # the negative counted thrice: the first alone
+    0.3333333333333333
     """
-    return threshold_at_precision(labels, scores, precision)[0]
+    return threshold_at_precision(labels, scores, precision, sample_weight)[0]
 
 
-def threshold_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float) -> tuple[float, float]:
+def threshold_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float,
+                           sample_weight: np.ndarray | None = None) -> tuple[float, float]:
     """(recall, threshold): ``recall_at_precision``, and the highest score threshold that gives it
     (of several with the same recall, the one that passes fewest negatives); (0.0, inf) if none.
 
@@ -78,7 +84,7 @@ def threshold_at_precision(labels: np.ndarray, scores: np.ndarray, precision: fl
     """
     from sklearn.metrics import precision_recall_curve
 
-    precision_curve, recall_curve, thresholds = precision_recall_curve(labels, scores)
+    precision_curve, recall_curve, thresholds = precision_recall_curve(labels, scores, sample_weight=sample_weight)
     # The curve's last point (precision 1, recall 0) has no threshold; a recall of 0 needs none.
     reachable = np.flatnonzero(precision_curve[:-1] >= precision)
     if not reachable.size:

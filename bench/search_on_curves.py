@@ -34,18 +34,6 @@ import numpy as np
 from common import machine, write_result
 
 
-def weighted_recall_at_precision(is_host: np.ndarray, scores: np.ndarray, weight: np.ndarray,
-                                 precision: float) -> float:
-    """``evaluation.recall_at_precision`` with each curve counted ``weight`` times (a sample of the
-    non-hosts standing for all of them)."""
-    from sklearn.metrics import precision_recall_curve
-
-    precision_curve, recall_curve, _ = precision_recall_curve(is_host, scores, sample_weight=weight)
-    # The curve's last point (precision 1, recall 0) has no threshold.
-    reachable = precision_curve[:-1] >= precision
-    return float(recall_curve[:-1][reachable].max()) if reachable.any() else 0.0
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a run folder: its preprocessing and best model")
@@ -59,6 +47,7 @@ def main():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from completeness import fresh_built_in_set, negative_classes
+    from evaluation import recall_at_precision
     from memory import available_cores
     from preprocessing import PreprocessingConfig
     from quality import network_scores
@@ -83,16 +72,16 @@ def main():
     seconds = time.perf_counter() - started
     kinds = negative_classes(truth.kind, truth.spot_amplitude)[rows]
     stars_noise = is_host | np.isin(kinds, ["quiet", "spotted"])
-    network, _, _ = network_scores(args.run, truth, {config: inputs})
-    scorers = {"search": found, "stars' noise": np.where(stars_noise, found, found.min() - 1.0),
-               "network": network[rows]}
+    # The run's own preprocessing is the set's, so only the searched curves need scoring.
+    network, _, _ = network_scores(args.run, truth, {config: inputs[rows]})
+    scorers = {"search": found, "stars' noise": np.where(stars_noise, found, found.min() - 1.0), "network": network}
 
     figures = {}
     for name, values in scorers.items():
         figures[name] = {
             "roc_auc": float(roc_auc_score(is_host, values, sample_weight=weight)),
             "pr_auc": float(average_precision_score(is_host, values, sample_weight=weight)),
-            "recall_at_precision_0.9": weighted_recall_at_precision(is_host, values, weight, 0.9)}
+            "recall_at_precision_0.9": recall_at_precision(is_host, values, 0.9, sample_weight=weight)}
     snr = np.nan_to_num(truth.snr[rows])
     # The search's highest S/N in the stars without planets (in white noise: 5.6-6.6 in the median),
     # and in the hosts it must find above them.
@@ -112,7 +101,8 @@ def main():
           + "; ".join(f"{kind} stars {' / '.join(f'{v:.1f}' for v in values)}" for kind, values in percentiles.items())
           + "; median over the hosts of survey S/N " + ", ".join(f"{k}: {v:.1f}" for k, v in hosts_by_snr.items()))
     result = {"run": str(args.run), "test_rows": args.test_rows, "test_seed": args.test_seed,
-              "mask_gaps": args.mask_gaps, "hosts": int(is_host.sum()), "non_hosts_searched": args.non_hosts, "search_seconds": seconds,
+              "mask_gaps": args.mask_gaps, "hosts": int(is_host.sum()), "non_hosts_searched": args.non_hosts,
+              "search_seconds": seconds,
               "figures": figures, "noise_peak_percentiles_50_90_99": percentiles,
               "host_median_snr_by_survey_snr": hosts_by_snr, "machine": machine()}
     name = ("search_on_curves" + ("" if (args.test_rows, args.test_seed) == (5000, 2026) else
